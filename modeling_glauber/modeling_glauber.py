@@ -1,0 +1,664 @@
+"""GlauberT5ForDiffusion: a T5-family / T5-Gemma encoder-decoder turned into a Glauber-dynamics diffusion LM.
+
+One network, two modes (DESIGN §2), conditioned on diffusion time τ through AdaLN-Zero (§3):
+CAUSAL-GEN at τ = 1 drafts the canvas in order π_0; MASK-INFILL at τ = t/T resamples position k_t.
+`generate()` runs the reverse process of §5: a causal draft, then `num_rounds` reverse Glauber rounds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForSeq2SeqLM, GenerationConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.utils import ModelOutput, logging
+
+from .configuration_glauber import GlauberT5Config
+from .infill import (
+    GlauberPrefix,
+    build_prefix,
+    causal_encoder_inputs,
+    infill_decoder_inputs,
+    infill_encoder_inputs,
+)
+from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
+from .schedule import GlauberSchedule, get_schedule
+from .time_conditioning import GlauberTimeConditioning, ModulationState, attach_time_conditioning
+
+logger = logging.get_logger(__name__)
+
+# Hugging Face generate() keywords that carry no meaning here and are accepted so that generic callers work.
+_IGNORED_GENERATE_KWARGS = frozenset(
+    {
+        "use_cache",
+        "pad_token_id",
+        "eos_token_id",
+        "bos_token_id",
+        "decoder_start_token_id",
+        "output_scores",
+        "output_logits",
+        "output_attentions",
+        "output_hidden_states",
+        "synced_gpus",
+        "min_new_tokens",
+    }
+)
+
+
+@dataclass
+class GlauberGenerateOutput(ModelOutput):
+    """
+    Output of `GlauberT5ForDiffusion.generate(..., return_dict_in_generate=True)`.
+
+    sequences: `[B, L]` the canvas after the reverse Glauber rounds (positions in natural order).
+    draft_sequences: `[B, L]` the CAUSAL-GEN draft x_T.
+    num_model_calls: batched network invocations: L for the draft plus one per refinement step that was not frozen
+        for every row ((N+1)·L without frozen positions).
+    trajectory: optional `[N+1, B, L]`: the draft, then the canvas after each round (n = N … 1).
+    """
+
+    sequences: torch.LongTensor | None = None
+    draft_sequences: torch.LongTensor | None = None
+    num_model_calls: int | None = None
+    trajectory: torch.LongTensor | None = None
+
+
+def _backbone_class(model_type: str) -> type[PreTrainedModel]:
+    if model_type == "t5":
+        from transformers import T5ForConditionalGeneration
+
+        return T5ForConditionalGeneration
+    from transformers import T5GemmaForConditionalGeneration
+
+    return T5GemmaForConditionalGeneration
+
+
+class GlauberT5PreTrainedModel(PreTrainedModel):
+    config_class = GlauberT5Config
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["T5Block", "T5GemmaEncoderLayer", "T5GemmaDecoderLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The backbone dispatches to its own _init_weights; this only sees the time-conditioning modules.
+        if isinstance(module, nn.Linear):
+            if getattr(module, "_zero_init", False):
+                init.zeros_(module.weight)
+            else:
+                init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
+    r"""
+    Backbone + AdaLN-Zero time conditioning on every norm layer of encoder and decoder.
+
+    `forward(input_ids, attention_mask, decoder_input_ids, timesteps, labels=None)` is the backbone's forward at
+    normalised diffusion time `timesteps` (τ ∈ [0, 1], one per row or a scalar; default 1). The two modes are
+    `causal_logits` / `causal_draft` (CAUSAL-GEN) and `infill_logits` (MASK-INFILL); `generate` composes them.
+    """
+
+    # Trainer must not hand num_items_in_batch to forward: the losses here are per-batch means.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: GlauberT5Config, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        if backbone is None:
+            backbone = _backbone_class(config.backbone.model_type)(config.backbone)
+        else:
+            # Pretrained weights: keep them out of post_init's initialisation.
+            for module in backbone.modules():
+                module._is_hf_initialized = True
+            config.backbone = backbone.config
+        self.backbone = backbone
+        self._modulation_state = ModulationState()
+        norm_dims = attach_time_conditioning(self.backbone, self._modulation_state)
+        self.time_conditioning = GlauberTimeConditioning(
+            norm_dims, config.time_frequency_dim, config.time_embedding_dim
+        )
+        # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
+        self._special_tensors: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.post_init()
+
+    def _specials(self) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.device
+        if device not in self._special_tensors:
+            sentinels = torch.tensor(self.config.sentinel_token_ids or [], dtype=torch.long, device=device)
+            self._special_tensors[device] = (self._build_suppress_mask(self.config).to(device), sentinels)
+        return self._special_tensors[device]
+
+    @property
+    def suppress_mask(self) -> torch.Tensor:
+        """`[V]` True for the tokens neither mode may emit."""
+        return self._specials()[0]
+
+    @property
+    def sentinel_ids(self) -> torch.Tensor:
+        """`<extra_id_0>`, `<extra_id_1>`, … as a tensor on the model's device."""
+        return self._specials()[1]
+
+    @staticmethod
+    def _build_suppress_mask(config: GlauberT5Config) -> torch.Tensor:
+        """Tokens neither mode may emit: specials, sentinels, mode tokens and the config's suppressed ids."""
+        mask = torch.zeros(config.vocab_size, dtype=torch.bool)
+        ids = [config.pad_id, config.eos_id, config.decoder_start_id]
+        ids += [i for i in (config.r_mode_token_id, config.s_mode_token_id, config.x_mode_token_id) if i is not None]
+        ids += list(config.sentinel_token_ids or []) + list(config.suppressed_token_ids or [])
+        mask[torch.tensor(ids, dtype=torch.long)] = True
+        return mask
+
+    # ----------------------------------------------------------------------------------------------- plumbing
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.backbone.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_output_embeddings(value)
+
+    def get_encoder(self):
+        return self.backbone.get_encoder()
+
+    def time_conditioning_overhead(self) -> dict[str, float]:
+        """Parameter count of the backbone, of the time conditioning, and their ratio (the paper adds ≈ 15 %)."""
+        backbone = sum(p.numel() for p in self.backbone.parameters())
+        time = sum(p.numel() for p in self.time_conditioning.parameters())
+        return {"backbone_parameters": backbone, "time_parameters": time, "overhead": time / backbone}
+
+    def _timesteps(self, timesteps, batch_size: int, device: torch.device) -> torch.Tensor:
+        if timesteps is None:
+            return torch.ones(1, device=device)
+        tau = torch.as_tensor(timesteps, dtype=torch.float32, device=device)
+        if tau.dim() == 0:
+            tau = tau.view(1)
+        if tau.shape not in ((batch_size,), (1,)):
+            raise ValueError(f"timesteps must be a scalar or have shape ({batch_size},) or (1,), got {tuple(tau.shape)}")
+        if bool(((tau < 0) | (tau > 1)).any()):
+            raise ValueError("timesteps are normalised diffusion times τ = t/T and must lie in [0, 1]")
+        return tau
+
+    def modulation(self, timesteps: torch.Tensor):
+        """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
+        return self._modulation_state.use(self.time_conditioning(timesteps))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        timesteps: torch.Tensor | float | None = None,
+        labels: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs=None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is None and encoder_outputs is not None:
+            reference = encoder_outputs[0]
+        if reference is None:
+            raise ValueError("forward needs input_ids, inputs_embeds or encoder_outputs")
+        tau = self._timesteps(timesteps, reference.shape[0], reference.device)
+        with self.modulation(tau):
+            return self.backbone(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                encoder_outputs=encoder_outputs,
+                cache=cache,
+                inputs_embeds=inputs_embeds,
+                decoder_inputs_embeds=decoder_inputs_embeds,
+                labels=labels,
+                use_cache=use_cache,
+                **kwargs,
+            )
+
+    # ----------------------------------------------------------------------------------------------- the modes
+    def schedule(self, length: int) -> GlauberSchedule:
+        """The fixed schedule (π_0 … π_N, k_t, τ) for a canvas of `length` positions."""
+        c = self.config
+        return get_schedule(length, c.num_rounds, c.permutation_seed, c.causal_order)
+
+    def build_prefix(
+        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None, batch_size: int | None = None
+    ) -> GlauberPrefix:
+        """The prompt P of each row, laid out for both modes (see `infill.build_prefix`)."""
+        if batch_size is None:
+            if input_ids is None:
+                raise ValueError("build_prefix needs input_ids or batch_size")
+            batch_size = input_ids.shape[0]
+        c = self.config
+        return build_prefix(
+            input_ids,
+            attention_mask,
+            batch_size,
+            s_mode_token_id=c.s_mode_token_id,
+            r_mode_token_id=c.r_mode_token_id,
+            eos_token_id=c.eos_id,
+            pad_token_id=c.pad_id,
+            device=self.device,
+        )
+
+    def _content_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().masked_fill(self.suppress_mask, float("-inf"))
+
+    def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
+        """CAUSAL-GEN at τ = 1, teacher-forced: `[B, L, V]`, entry j predicting `canvas[:, π_0(j)]` (content only)."""
+        order = self.schedule(canvas.shape[1]).causal_order_positions.to(canvas.device)
+        ordered = canvas[:, order]
+        start = torch.full_like(ordered[:, :1], self.config.decoder_start_id)
+        enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
+        out = self(
+            input_ids=enc_ids,
+            attention_mask=enc_mask,
+            decoder_input_ids=torch.cat([start, ordered[:, :-1]], dim=1),
+            timesteps=1.0,
+            use_cache=False,
+        )
+        return self._content_logits(out.logits)
+
+    def causal_log_likelihood(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
+        """`[B, L]` log p_causal of each canvas token, indexed by canvas position (not by π_0 step)."""
+        order = self.schedule(canvas.shape[1]).causal_order_positions.to(canvas.device)
+        logprobs = self.causal_logits(prefix, canvas).log_softmax(dim=-1)
+        per_step = logprobs.gather(2, canvas[:, order].unsqueeze(2)).squeeze(2)
+        return torch.empty_like(per_step).scatter_(1, order.expand_as(per_step), per_step)
+
+    @torch.no_grad()
+    def causal_draft(
+        self,
+        prefix: GlauberPrefix,
+        canvas: torch.Tensor,
+        frozen: torch.Tensor,
+        params: SamplingParams,
+        seeds: torch.Tensor,
+        progress=None,
+    ) -> torch.Tensor:
+        """CAUSAL-GEN at τ = 1 with the backbone's KV cache, in order π_0; frozen positions are teacher-forced."""
+        batch, length = canvas.shape
+        order = self.schedule(length).causal_order_positions.tolist()
+        draft = canvas.clone()
+        enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
+        token = torch.full((batch, 1), self.config.decoder_start_id, dtype=torch.long, device=canvas.device)
+        with self.modulation(torch.ones(1, device=canvas.device)):
+            encoder_outputs = self.backbone.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
+            cache = None
+            for step, position in enumerate(order):
+                out = self.backbone(
+                    encoder_outputs=encoder_outputs,
+                    attention_mask=enc_mask,
+                    decoder_input_ids=token,
+                    cache=cache,
+                    use_cache=True,
+                )
+                cache = out.cache
+                sampled = sample_tokens(self._content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
+                chosen = torch.where(frozen[:, position], draft[:, position], sampled)
+                draft[:, position] = chosen
+                token = chosen.unsqueeze(1)
+                if progress is not None:
+                    progress.update(1)
+        return draft
+
+    def infill_logits(
+        self,
+        prefix: GlauberPrefix,
+        canvas: torch.Tensor,
+        window_positions: torch.Tensor,
+        window_valid: torch.Tensor,
+        timesteps: torch.Tensor | float,
+    ) -> torch.Tensor:
+        r"""
+        Batched MASK-INFILL: `[B, V]` logits (content tokens only) of `p_θ(x[k] | x∖window, τ)`.
+
+        `window_positions`/`window_valid` are `[B, w]` or `[w]` (shared by every row); slot 0 is the predicted
+        position k. `timesteps` is τ per row or a scalar.
+        """
+        enc_ids, enc_mask = infill_encoder_inputs(
+            prefix, canvas, window_positions, window_valid, self.sentinel_ids, self.config.eos_id
+        )
+        dec_ids = infill_decoder_inputs(
+            canvas.shape[0], self.config.decoder_start_id, int(self.sentinel_ids[0]), canvas.device
+        )
+        out = self(
+            input_ids=enc_ids, attention_mask=enc_mask, decoder_input_ids=dec_ids, timesteps=timesteps, use_cache=False
+        )
+        return self._content_logits(out.logits[:, -1])
+
+    # ----------------------------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        canvas_ids: torch.LongTensor | None = None,
+        frozen_mask: torch.Tensor | None = None,
+        num_rounds: int | None = None,
+        mask_window: int | None = None,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        draft_sampling: dict | None = None,
+        refine_sampling: dict | None = None,
+        seed: int | list[int] | torch.Tensor | None = None,
+        return_dict_in_generate: bool = False,
+        output_trajectory: bool = False,
+        progress: bool = False,
+        generation_config: GenerationConfig | None = None,
+        num_beams: int = 1,
+        num_return_sequences: int = 1,
+        **kwargs,
+    ) -> torch.LongTensor | GlauberGenerateOutput:
+        r"""
+        The reverse Glauber process (DESIGN §5): x_T ~ CAUSAL-GEN(P), then for t = T' … 1 resample x[k_t] by
+        MASK-INFILL at τ = t/T. Costs (N+1)·L batched model calls; frozen positions are never resampled.
+
+        Args:
+            input_ids, attention_mask: the prompts P (encoder-side prefix; any padding side; may be None).
+            max_new_tokens: canvas length L (or taken from `canvas_ids` / `generation_config`).
+            canvas_ids, frozen_mask: `[B, L]` given canvas values and which of them are frozen (infilling, puzzles).
+            num_rounds: N' ≤ config.num_rounds; the last N' rounds of the training schedule run, starting from the
+                draft (time is still normalised by T = config.num_rounds·L). 0 returns the draft.
+            mask_window: w (default: the config's).
+            do_sample, temperature, top_k, top_p: sampling of both modes (greedy when do_sample is False);
+                `draft_sampling` / `refine_sampling` override fields for one mode.
+            seed: int (row i uses seed + i), one per row, or None (drawn from torch's global generator). A row's
+                result depends only on its prompt, canvas and seed, not on the rest of the batch.
+            return_dict_in_generate: return a `GlauberGenerateOutput` rather than the sequences.
+            output_trajectory: include the canvas after the draft and after each round.
+            progress: show a tqdm bar over the model calls.
+        """
+        unknown = set(kwargs) - _IGNORED_GENERATE_KWARGS
+        if unknown:
+            raise TypeError(
+                f"generate() got unexpected keyword argument(s) {sorted(unknown)}; it accepts the sampling arguments "
+                "listed in its docstring and ignores these Hugging Face ones: " + ", ".join(sorted(_IGNORED_GENERATE_KWARGS))
+            )
+        if num_beams != 1 or num_return_sequences != 1:
+            raise ValueError("Glauber generate() supports num_beams=1 and num_return_sequences=1 only; repeat rows instead")
+        if generation_config is not None:
+            max_new_tokens = max_new_tokens if max_new_tokens is not None else generation_config.max_new_tokens
+            do_sample = do_sample if do_sample is not None else generation_config.do_sample
+            temperature = temperature if temperature is not None else generation_config.temperature
+            top_k = top_k if top_k is not None else generation_config.top_k
+            top_p = top_p if top_p is not None else generation_config.top_p
+        base = SamplingParams(
+            do_sample=True if do_sample is None else bool(do_sample),
+            temperature=1.0 if temperature is None else temperature,
+            top_k=top_k,
+            top_p=top_p,
+        )
+        draft_params, refine_params = base.updated(draft_sampling), base.updated(refine_sampling)
+
+        canvas, frozen, batch = self._validate_canvas(input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask)
+        length = canvas.shape[1]
+        num_rounds = self.config.num_rounds if num_rounds is None else num_rounds
+        if not isinstance(num_rounds, int) or not 0 <= num_rounds <= self.config.num_rounds:
+            raise ValueError(
+                f"num_rounds must be an integer in [0, {self.config.num_rounds}] (the config's num_rounds, which lays "
+                f"out the time schedule), got {num_rounds!r}"
+            )
+        mask_window = self.config.mask_window if mask_window is None else mask_window
+        if not isinstance(mask_window, int) or not 1 <= mask_window <= length:
+            raise ValueError(f"mask_window must be an integer in [1, {length}] (the canvas length), got {mask_window!r}")
+        if len(self.sentinel_ids) < mask_window:
+            raise ValueError(f"mask_window={mask_window} needs {mask_window} sentinel_token_ids in the config")
+        if bool(frozen.all()):
+            raise ValueError("frozen_mask freezes every canvas position: there is nothing to generate")
+
+        seeds = resolve_seeds(seed, batch, self.device)
+        prefix = self.build_prefix(input_ids, attention_mask, batch)
+        schedule = self.schedule(length)
+        last_step = num_rounds * length
+        positions = schedule.positions[:last_step].to(self.device)
+        windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
+        active_steps = [t for t in range(last_step, 0, -1) if not bool(frozen[:, positions[t - 1]].all())]
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=length + len(active_steps), desc="glauber generate", unit="call")
+        draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
+        sequences = draft.clone()
+        trajectory = [draft.clone()] if output_trajectory else None
+        for t in active_steps:
+            k = positions[t - 1]
+            window_valid = valid[t - 1].unsqueeze(0) & ~frozen[:, windows[t - 1]]
+            logits = self.infill_logits(prefix, sequences, windows[t - 1], window_valid, schedule.tau(t).to(self.device).view(1))
+            sampled = sample_tokens(logits, refine_params, seeds, STREAM_REFINE, t)
+            sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
+            if bar is not None:
+                bar.update(1)
+            if output_trajectory and (t - 1) % length == 0:
+                trajectory.append(sequences.clone())
+        if bar is not None:
+            bar.close()
+        if output_trajectory:
+            # rounds whose every step was frozen for all rows still get their snapshot
+            while len(trajectory) < num_rounds + 1:
+                trajectory.append(sequences.clone())
+        if not return_dict_in_generate:
+            return sequences
+        return GlauberGenerateOutput(
+            sequences=sequences,
+            draft_sequences=draft,
+            num_model_calls=length + len(active_steps),
+            trajectory=torch.stack(trajectory) if output_trajectory else None,
+        )
+
+    def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask):
+        vocab = self.config.vocab_size
+        if input_ids is not None:
+            if input_ids.dim() != 2:
+                raise ValueError(f"input_ids must be 2-D [batch, prompt_length], got shape {tuple(input_ids.shape)}")
+            if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+                raise ValueError(f"input_ids contain ids outside the vocabulary [0, {vocab})")
+            if attention_mask is not None and attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+        if canvas_ids is not None:
+            if canvas_ids.dim() != 2:
+                raise ValueError(f"canvas_ids must be 2-D [batch, L], got shape {tuple(canvas_ids.shape)}")
+            if max_new_tokens is not None and max_new_tokens != canvas_ids.shape[1]:
+                raise ValueError(f"max_new_tokens={max_new_tokens} disagrees with canvas_ids of length {canvas_ids.shape[1]}")
+            if canvas_ids.numel() and (int(canvas_ids.min()) < 0 or int(canvas_ids.max()) >= vocab):
+                raise ValueError(f"canvas_ids contain ids outside the vocabulary [0, {vocab})")
+            batch, length = canvas_ids.shape
+        else:
+            if max_new_tokens is None:
+                raise ValueError("give max_new_tokens (the canvas length L) or canvas_ids")
+            batch, length = (input_ids.shape[0] if input_ids is not None else 1), max_new_tokens
+        if input_ids is not None and input_ids.shape[0] != batch:
+            raise ValueError(f"input_ids has {input_ids.shape[0]} rows but canvas_ids has {batch}")
+        if not isinstance(length, int) or length < 1:
+            raise ValueError(f"max_new_tokens (the canvas length L) must be an integer >= 1, got {length!r}")
+        limit = self.config.max_sequence_length
+        prompt = 0 if input_ids is None else int((attention_mask if attention_mask is not None else torch.ones_like(input_ids)).sum(1).max())
+        if limit is not None and prompt + length + 2 > limit:
+            raise ValueError(
+                f"prompt ({prompt} tokens) + canvas ({length}) + 2 special tokens exceed the backbone's maximum "
+                f"sequence length {limit}"
+            )
+        if frozen_mask is not None:
+            if canvas_ids is None:
+                raise ValueError("frozen_mask needs canvas_ids (the values of the frozen positions)")
+            if frozen_mask.shape != (batch, length):
+                raise ValueError(f"frozen_mask must have shape {(batch, length)}, got {tuple(frozen_mask.shape)}")
+        canvas = (
+            canvas_ids.to(self.device).long()
+            if canvas_ids is not None
+            else torch.full((batch, length), self.config.pad_id, dtype=torch.long, device=self.device)
+        )
+        frozen = (
+            frozen_mask.to(self.device).bool()
+            if frozen_mask is not None
+            else torch.zeros((batch, length), dtype=torch.bool, device=self.device)
+        )
+        return canvas, frozen, batch
+
+    # ----------------------------------------------------------------------------------------------- conversion
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str | os.PathLike | PreTrainedModel,
+        tokenizer=None,
+        *,
+        num_rounds: int = 1,
+        mask_window: int = 1,
+        permutation_seed: int = 0,
+        causal_order: str = "identity",
+        time_frequency_dim: int = 256,
+        time_embedding_dim: int = 256,
+        **from_pretrained_kwargs,
+    ) -> "GlauberT5ForDiffusion":
+        r"""
+        Convert a pretrained T5 / Flan-T5 / UL2 / T5-Gemma model (Hub id, local directory or model object).
+
+        Sentinels and UL2 mode tokens come from `tokenizer` when it has them; a tokenizer without sentinels (e.g.
+        T5-Gemma's) gets `<extra_id_0…>` added and the embeddings resized (logged). Without a tokenizer the T5
+        convention is assumed: sentinels at the top of the vocabulary. Only the time-conditioning parameters are new.
+        """
+        if isinstance(backbone, PreTrainedModel):
+            model = backbone
+        else:
+            model = AutoModelForSeq2SeqLM.from_pretrained(backbone, **from_pretrained_kwargs)
+        if model.config.model_type not in ("t5", "t5gemma"):
+            raise ValueError(f"backbone model_type {model.config.model_type!r} is not supported; allowed: ('t5', 't5gemma')")
+        vocab = model.get_output_embeddings().weight.shape[0]
+        sentinels, mode_ids, suppressed = _special_ids(model, tokenizer, vocab, max(8, mask_window))
+        config = GlauberT5Config(
+            backbone=model.config,
+            num_rounds=num_rounds,
+            mask_window=mask_window,
+            permutation_seed=permutation_seed,
+            causal_order=causal_order,
+            time_frequency_dim=time_frequency_dim,
+            time_embedding_dim=time_embedding_dim,
+            sentinel_token_ids=sentinels,
+            suppressed_token_ids=suppressed,
+            **mode_ids,
+        )
+        glauber = cls(config, backbone=model)
+        glauber.to(next(model.parameters()).device)
+        overhead = glauber.time_conditioning_overhead()
+        logger.warning(
+            "Converted %s into a Glauber diffusion model: newly initialised time_conditioning.* (%d parameters, "
+            "+%.1f%% over the backbone); every other weight is the backbone's.",
+            type(model).__name__,
+            overhead["time_parameters"],
+            100 * overhead["overhead"],
+        )
+        return glauber
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights (safetensors), config with `auto_map`, the flat code files and a model card."""
+        self.config.auto_map = {
+            "AutoConfig": "configuration_glauber.GlauberT5Config",
+            "AutoModel": "modeling_glauber.GlauberT5ForDiffusion",
+            "AutoModelForSeq2SeqLM": "modeling_glauber.GlauberT5ForDiffusion",
+        }
+        kwargs.setdefault("safe_serialization", True)
+        if not kwargs["safe_serialization"]:
+            raise ValueError("GlauberT5ForDiffusion saves safetensors only (safe_serialization=True)")
+        kwargs.pop("safe_serialization")
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        card = os.path.join(save_directory, "README.md")
+        if not os.path.exists(card):
+            with open(card, "w", encoding="utf-8") as handle:
+                handle.write(self.model_card())
+        return result
+
+    def model_card(self) -> str:
+        """A README.md for the checkpoint: what it is, how to load it, how it was made."""
+        c = self.config
+        overhead = self.time_conditioning_overhead()
+        return f"""---
+library_name: transformers
+tags: [glauber-diffusion, diffusion-lm, text-diffusion]
+---
+# Glauber diffusion model ({c.backbone.model_type} backbone)
+
+A Glauber-dynamics diffusion language model (Kathuria & Kumar): a pretrained encoder-decoder whose CAUSAL-GEN mode
+drafts the canvas and whose MASK-INFILL mode, conditioned on diffusion time through AdaLN-Zero, resamples every
+position in fixed random orders for N rounds.
+
+- backbone: `{c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time conditioning
+  {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
+- num_rounds N = {c.num_rounds}, mask_window w = {c.mask_window}, permutation_seed = {c.permutation_seed},
+  causal order π_0 = {c.causal_order}
+- cost of one generation: (N+1)·L model calls for a canvas of L tokens
+
+## Loading
+
+```python
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained("<this folder or repo>", trust_remote_code=True)
+tok = AutoTokenizer.from_pretrained("<this folder or repo>")
+enc = tok(["The history of"], return_tensors="pt")
+out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, top_p=0.95, seed=0,
+                     return_dict_in_generate=True)
+print(tok.batch_decode(out.sequences, skip_special_tokens=True))
+```
+
+Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` for conversion, `GlauberTrainer`
+for training). The code files in this folder are all that loading needs.
+"""
+
+
+def _special_ids(model: PreTrainedModel, tokenizer, vocab: int, num_sentinels: int):
+    """Sentinel, UL2 mode and suppressed ids from the tokenizer, or by the T5 convention for a bare model."""
+    if tokenizer is None:
+        logger.warning(
+            "No tokenizer given: assuming the T5 convention, sentinels <extra_id_i> = vocab_size - 1 - i (%d …)",
+            vocab - 1,
+        )
+        return [vocab - 1 - i for i in range(num_sentinels)], {}, []
+    unk = tokenizer.unk_token_id
+    names = [f"<extra_id_{i}>" for i in range(num_sentinels)]
+    ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
+    if any(i is None or i == unk for i in ids):
+        tokenizer.add_special_tokens({"additional_special_tokens": names}, replace_extra_special_tokens=False)
+        model.resize_token_embeddings(max(len(tokenizer), vocab))
+        ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
+        logger.warning(
+            "The tokenizer had no sentinels: added %s … %s and resized the embeddings to %d",
+            names[0],
+            names[-1],
+            model.get_output_embeddings().weight.shape[0],
+        )
+    modes = {}
+    for field, token in (("r_mode_token_id", "[NLU]"), ("s_mode_token_id", "[S2S]"), ("x_mode_token_id", "[NLG]")):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != unk:
+            modes[field] = token_id
+    out_vocab = model.get_output_embeddings().weight.shape[0]
+    suppressed = sorted(set(tokenizer.all_special_ids) | set(range(len(tokenizer), out_vocab)))
+    return ids, modes, suppressed
+
+
+GlauberT5ForDiffusion.register_for_auto_class("AutoModel")
+
+__all__ = ["GlauberT5ForDiffusion", "GlauberT5PreTrainedModel", "GlauberGenerateOutput"]
