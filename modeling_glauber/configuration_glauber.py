@@ -44,7 +44,12 @@ class GlauberT5Config(PreTrainedConfig):
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
+        # The base class resets the attention implementation of every sub-config; a live backbone keeps its own
+        # (T5-Gemma must stay on eager attention, its softcapping rules out sdpa).
+        kept = _attention_implementations(self.backbone) if isinstance(self.backbone, PreTrainedConfig) else []
         super().__post_init__(**kwargs)
+        for config, implementation in kept:
+            config._attn_implementation_internal = implementation
         self.validate_glauber_fields()
 
     def validate_glauber_fields(self) -> None:
@@ -116,6 +121,15 @@ class GlauberT5Config(PreTrainedConfig):
         if self.backbone.model_type == "t5gemma":
             return getattr(self.backbone.encoder, "max_position_embeddings", None)
         return getattr(self.backbone, "n_positions", None)
+
+
+def _attention_implementations(config: PreTrainedConfig) -> list[tuple[PreTrainedConfig, str | None]]:
+    found = [(config, getattr(config, "_attn_implementation_internal", None))]
+    for key in config.sub_configs:
+        sub = getattr(config, key, None)
+        if isinstance(sub, PreTrainedConfig):
+            found += _attention_implementations(sub)
+    return found
 
 
 __all__ = ["GlauberT5Config", "SUPPORTED_BACKBONES", "CAUSAL_ORDERS"]

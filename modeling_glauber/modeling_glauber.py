@@ -408,7 +408,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             top_k=top_k,
             top_p=top_p,
         )
-        draft_params, refine_params = base.updated(draft_sampling), base.updated(refine_sampling)
+        draft_params = base.updated(draft_sampling, "draft_sampling")
+        refine_params = base.updated(refine_sampling, "refine_sampling")
 
         canvas, frozen, batch = self._validate_canvas(input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask)
         length = canvas.shape[1]

@@ -35,13 +35,15 @@ class SamplingParams:
         if self.top_p is not None and (not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be None or in (0, 1], got {self.top_p!r}")
 
-    def updated(self, overrides: dict | None) -> "SamplingParams":
-        """A copy with the fields in `overrides` replaced (unknown names raise `TypeError`)."""
+    def updated(self, overrides: dict | None, argument: str = "overrides") -> "SamplingParams":
+        """A copy with the fields in `overrides` replaced (unknown names raise `TypeError` naming `argument`)."""
         if not overrides:
             return self
         unknown = set(overrides) - {"do_sample", "temperature", "top_k", "top_p"}
         if unknown:
-            raise TypeError(f"unknown sampling field(s) {sorted(unknown)}; allowed: do_sample, temperature, top_k, top_p")
+            raise TypeError(
+                f"{argument} has unknown field(s) {sorted(unknown)}; allowed: do_sample, temperature, top_k, top_p"
+            )
         return replace(self, **overrides)
 
 

@@ -1,0 +1,1 @@
+"""The `glauber` command line (outside `modeling_glauber/`, which ships inside checkpoints)."""

@@ -1,0 +1,1 @@
+"""Sudoku and Zebra puzzle benchmarks: generators, solvers, datasets, tokenizer, metrics."""

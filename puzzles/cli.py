@@ -1,0 +1,89 @@
+"""``glauber puzzles ...`` subcommands (wired into ``glauber_cli.main`` via ``register``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+from datasets import DatasetDict
+
+from puzzles import data
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _make_sudoku(args: argparse.Namespace) -> int:
+    ds, stats = data.build_sudoku(
+        args.size,
+        args.n,
+        args.test_size,
+        args.seed,
+        workers=args.workers,
+        require_technique_solvable=not args.allow_unsolvable,
+        progress=not args.quiet,
+    )
+    return _finish(ds, stats, args)
+
+
+def _make_zebra(args: argparse.Namespace) -> int:
+    sizes = [(h, a) for h in _int_list(args.houses) for a in _int_list(args.attributes)]
+    ds, stats = data.build_zebra(sizes, args.n, args.test_size, args.seed, workers=args.workers, progress=not args.quiet)
+    return _finish(ds, stats, args)
+
+
+def _finish(ds: DatasetDict, stats: dict, args: argparse.Namespace) -> int:
+    out = data.save_atomic(ds, args.out, metadata=stats, overwrite=args.overwrite)
+    print(json.dumps({**stats, "out": str(out), "train": ds["train"].num_rows, "test": ds["test"].num_rows}))
+    print(f"generated {stats['puzzles']} {stats['kind']} puzzles at {stats['puzzles_per_s']} puzzles/s")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, required=True, help="number of training puzzles")
+    p.add_argument("--test-size", type=int, default=1000, help="number of test puzzles (disjoint from train)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", required=True, help="output directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``puzzles`` group; every leaf sets ``func(args) -> int``."""
+    group = subparsers.add_parser("puzzles", help="generate and evaluate Sudoku / Zebra benchmarks")
+    sub = group.add_subparsers(dest="puzzles_command", required=True)
+
+    make = sub.add_parser("make", help="generate a dataset and save it with save_to_disk")
+    kinds = make.add_subparsers(dest="kind", required=True)
+    sud = kinds.add_parser("sudoku", help="minimal unique Sudoku puzzles")
+    sud.add_argument("--size", type=int, choices=(4, 6, 9), default=9)
+    sud.add_argument(
+        "--allow-unsolvable",
+        action="store_true",
+        help="keep puzzles the seven techniques cannot finish (difficulty 9)",
+    )
+    _common(sud)
+    sud.set_defaults(func=_make_sudoku)
+    zeb = kinds.add_parser("zebra", help="Zebra puzzles, sizes drawn uniformly from houses x attributes")
+    zeb.add_argument("--houses", default="3,4", help="comma list in 3..6")
+    zeb.add_argument("--attributes", default="3,4", help="comma list in 3..6")
+    _common(zeb)
+    zeb.set_defaults(func=_make_zebra)
+
+    # ---- `puzzles eval`: reserved for the lead (model decoding + puzzles.metrics.evaluate_predictions).
+    return group
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry: ``python -m puzzles.cli puzzles make sudoku ...``."""
+    parser = argparse.ArgumentParser(prog="glauber")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Puzzle datasets for the diffusion model: rows, deduplicated splits, atomic ``save_to_disk``.
+
+Row contract (shared by Sudoku and Zebra so the splits can be concatenated):
+
+- ``prompt``: space-separated encoder tokens (Sudoku grid with ``_`` blanks; Zebra clues),
+- ``canvas``: space-separated solution tokens (Sudoku ``size*size``; Zebra fixed 36 = 6x6),
+- ``frozen``: 0/1 per canvas token (givens; Zebra ``.`` filler),
+- ``solver_order``: canvas positions of the non-frozen cells in human-solver order,
+- ``kind``, ``size``, ``difficulty``, ``n_clues``, ``technique_solvable``, ``clues`` (Zebra JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict, Features, Sequence as SeqFeature, Value
+
+from puzzles import sudoku, zebra
+
+FEATURES = Features(
+    {
+        "prompt": Value("string"),
+        "canvas": Value("string"),
+        "frozen": SeqFeature(Value("int8")),
+        "solver_order": SeqFeature(Value("int32")),
+        "kind": Value("string"),
+        "size": Value("string"),
+        "difficulty": Value("int32"),
+        "n_clues": Value("int32"),
+        "technique_solvable": Value("bool"),
+        "clues": Value("string"),
+    }
+)
+# Sudoku difficulty for puzzles the seven techniques cannot finish.
+SUDOKU_BEYOND_TECHNIQUES = 9
+
+
+def sudoku_row(p: sudoku.SudokuPuzzle) -> dict[str, Any]:
+    """Dataset row; an unsolvable puzzle's order continues row-major after the solver gets stuck."""
+    order = [cell for cell, _, _ in p.fills]
+    done = set(order)
+    order += [c for c, v in enumerate(p.puzzle) if v == 0 and c not in done]
+    return {
+        "prompt": " ".join(str(v) if v else "_" for v in p.puzzle),
+        "canvas": " ".join(str(v) for v in p.solution),
+        "frozen": [1 if v else 0 for v in p.puzzle],
+        "solver_order": order,
+        "kind": "sudoku",
+        "size": f"{p.size}x{p.size}",
+        "difficulty": p.hardest if p.technique_solvable else SUDOKU_BEYOND_TECHNIQUES,
+        "n_clues": p.n_givens,
+        "technique_solvable": p.technique_solvable,
+        "clues": "",
+    }
+
+
+def zebra_row(p: zebra.ZebraPuzzle) -> dict[str, Any]:
+    canvas = zebra.table_to_canvas(p.table, p.houses, p.attributes)
+    return {
+        "prompt": " ".join(p.prompt_tokens()),
+        "canvas": " ".join(canvas),
+        "frozen": [1 if t == zebra.FILLER else 0 for t in canvas],
+        "solver_order": [zebra.canvas_position(r, h) for r, h, _ in p.fills],
+        "kind": "zebra",
+        "size": f"{p.houses}x{p.attributes}",
+        "difficulty": p.level,
+        "n_clues": p.n_clues,
+        "technique_solvable": True,
+        "clues": zebra.clues_to_json(p.clues),
+    }
+
+
+def unique_rows(
+    generate: Callable[[int, int], list[dict[str, Any]]],
+    n: int,
+    max_factor: int = 20,
+) -> tuple[list[dict[str, Any]], int]:
+    """First ``n`` distinct-prompt rows of an index stream; ``generate(start, count)`` makes rows.
+
+    Rounds are cut by index, never by worker, so the result is independent of parallelism.
+    Returns ``(rows, indices consumed)``.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    start = 0
+    while len(rows) < n:
+        if start >= max_factor * max(n, 1):
+            raise RuntimeError(f"only {len(rows)} distinct puzzles after {start} draws; the space is too small")
+        # Small overshoot: surplus rows are discarded; a shortfall from duplicates costs another round.
+        missing = n - len(rows)
+        count = missing + max(1, missing // 50)
+        for row in generate(start, count):
+            key = (row["size"], row["prompt"])
+            if key not in seen and len(rows) < n:
+                seen.add(key)
+                rows.append(row)
+        start += count
+    return rows, start
+
+
+def split_rows(rows: list[dict[str, Any]], test_size: int, seed: int) -> DatasetDict:
+    """Shuffle once with ``seed`` and cut; prompts are already unique, so the splits are disjoint."""
+    if not 0 <= test_size < len(rows):
+        raise ValueError(f"test_size {test_size} must be in [0, {len(rows)})")
+    perm = np.random.default_rng([seed, 2**31 - 1]).permutation(len(rows))
+    test = [rows[i] for i in perm[:test_size]]
+    train = [rows[i] for i in perm[test_size:]]
+    return DatasetDict(
+        {
+            "train": Dataset.from_list(train, features=FEATURES),
+            "test": Dataset.from_list(test, features=FEATURES),
+        }
+    )
+
+
+def build_sudoku(
+    size: int,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    workers: int = 1,
+    require_technique_solvable: bool = True,
+    progress: bool = True,
+) -> tuple[DatasetDict, dict[str, Any]]:
+    """Sudoku splits plus generation stats (``puzzles_per_s`` counts kept, distinct puzzles)."""
+
+    def generate(start: int, count: int) -> list[dict[str, Any]]:
+        ps = sudoku.generate_sudoku(
+            size, count, seed, require_technique_solvable, start=start, workers=workers, progress=progress
+        )
+        return [sudoku_row(p) for p in ps]
+
+    t0 = time.perf_counter()
+    rows, drawn = unique_rows(generate, n_train + n_test)
+    elapsed = time.perf_counter() - t0
+    stats = _stats("sudoku", len(rows), drawn, elapsed, seed, workers, size=f"{size}x{size}")
+    return split_rows(rows, n_test, seed), stats
+
+
+def build_zebra(
+    sizes: Sequence[tuple[int, int]],
+    n_train: int,
+    n_test: int,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[DatasetDict, dict[str, Any]]:
+    """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``."""
+
+    def generate(start: int, count: int) -> list[dict[str, Any]]:
+        ps = zebra.generate_zebra(sizes, count, seed, start=start, workers=workers, progress=progress)
+        return [zebra_row(p) for p in ps]
+
+    t0 = time.perf_counter()
+    rows, drawn = unique_rows(generate, n_train + n_test)
+    elapsed = time.perf_counter() - t0
+    stats = _stats("zebra", len(rows), drawn, elapsed, seed, workers, sizes=[list(s) for s in sizes])
+    return split_rows(rows, n_test, seed), stats
+
+
+def _stats(kind: str, kept: int, drawn: int, elapsed: float, seed: int, workers: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        **extra,
+        "seed": seed,
+        "workers": workers,
+        "puzzles": kept,
+        "indices_drawn": drawn,
+        "seconds": round(elapsed, 3),
+        "puzzles_per_s": round(kept / elapsed, 2) if elapsed > 0 else float("inf"),
+    }
+
+
+def save_atomic(ds: DatasetDict, out: str | os.PathLike, metadata: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """``save_to_disk`` into a sibling temp dir, then rename into place.
+
+    Readers never see a half-written ``out``; a failure removes the temp dir and leaves
+    any previous ``out`` untouched.
+    """
+    out = Path(out).absolute()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        ds.save_to_disk(str(tmp))
+        if metadata is not None:
+            (tmp / "generation.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "data")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,154 @@
+"""Dataset rows, reproducibility across workers, split disjointness, atomic writes, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import DatasetDict, load_from_disk
+
+from puzzles import cli, data
+
+COLUMNS = {
+    "prompt",
+    "canvas",
+    "frozen",
+    "solver_order",
+    "kind",
+    "size",
+    "difficulty",
+    "n_clues",
+    "technique_solvable",
+    "clues",
+}
+
+
+@pytest.fixture(scope="module")
+def sudoku4() -> tuple[DatasetDict, dict]:
+    return data.build_sudoku(4, 150, 30, seed=3, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def zebra_small() -> tuple[DatasetDict, dict]:
+    return data.build_zebra([(3, 3), (3, 4)], 24, 6, seed=3, workers=1, progress=False)
+
+
+def _check_rows(ds: DatasetDict) -> None:
+    for split in ("train", "test"):
+        assert set(ds[split].column_names) == COLUMNS
+        for row in ds[split]:
+            canvas = row["canvas"].split()
+            assert len(row["frozen"]) == len(canvas)
+            free = sorted(i for i, f in enumerate(row["frozen"]) if not f)
+            assert sorted(row["solver_order"]) == free
+
+
+def test_sudoku_rows(sudoku4) -> None:
+    ds, stats = sudoku4
+    assert ds["train"].num_rows == 150 and ds["test"].num_rows == 30
+    assert stats["puzzles"] == 180 and stats["puzzles_per_s"] > 0
+    _check_rows(ds)
+    row = ds["train"][0]
+    prompt, canvas = row["prompt"].split(), row["canvas"].split()
+    assert len(prompt) == 16 and row["size"] == "4x4" and row["kind"] == "sudoku"
+    assert row["frozen"] == [0 if t == "_" else 1 for t in prompt]
+    assert all(p == "_" or p == c for p, c in zip(prompt, canvas))
+    assert row["n_clues"] == sum(row["frozen"])
+
+
+def test_zebra_rows(zebra_small) -> None:
+    ds, _ = zebra_small
+    _check_rows(ds)
+    for row in ds["train"]:
+        n, m = (int(x) for x in row["size"].split("x"))
+        canvas = row["canvas"].split()
+        assert len(canvas) == 36 and sum(row["frozen"]) == 36 - n * m
+        assert len(json.loads(row["clues"])) == row["n_clues"]
+        assert row["prompt"].split().count("CLUE_END") == row["n_clues"]
+
+
+def test_train_test_disjoint_and_deduplicated(sudoku4) -> None:
+    ds, stats = sudoku4
+    train = set(ds["train"]["prompt"])
+    test = set(ds["test"]["prompt"])
+    assert len(train) == 150 and len(test) == 30
+    assert not train & test
+    # 4x4 minimal puzzles repeat often, so deduplication had to draw extra indices
+    assert stats["indices_drawn"] > 180
+
+
+def test_same_seed_same_data_and_workers_do_not_matter(sudoku4, zebra_small) -> None:
+    ds, _ = sudoku4
+    again, _ = data.build_sudoku(4, 150, 30, seed=3, workers=2, progress=False)
+    for split in ("train", "test"):
+        assert again[split].to_list() == ds[split].to_list()
+    other, _ = data.build_sudoku(4, 150, 30, seed=4, workers=1, progress=False)
+    assert other["train"]["prompt"] != ds["train"]["prompt"]
+
+    zds, _ = zebra_small
+    zagain, _ = data.build_zebra([(3, 3), (3, 4)], 24, 6, seed=3, workers=2, progress=False)
+    assert zagain["train"].to_list() == zds["train"].to_list()
+    assert zagain["test"].to_list() == zds["test"].to_list()
+
+
+def test_save_atomic_roundtrip_and_no_partial_dir(tmp_path: Path, sudoku4, monkeypatch) -> None:
+    ds, stats = sudoku4
+    out = tmp_path / "sudoku4"
+    seen_during_write: list[bool] = []
+    original = DatasetDict.save_to_disk
+
+    def spy(self, path, *a, **kw):
+        seen_during_write.append(out.exists())
+        assert Path(path).parent == out.parent and Path(path) != out
+        return original(self, path, *a, **kw)
+
+    monkeypatch.setattr(DatasetDict, "save_to_disk", spy)
+    data.save_atomic(ds, out, metadata=stats)
+    assert seen_during_write == [False]
+    loaded = load_from_disk(str(out))
+    assert loaded["test"].to_list() == ds["test"].to_list()
+    assert json.loads((out / "generation.json").read_text())["puzzles"] == 180
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sudoku4"]
+    with pytest.raises(FileExistsError):
+        data.save_atomic(ds, out)
+
+
+def test_save_atomic_failure_leaves_nothing(tmp_path: Path, sudoku4, monkeypatch) -> None:
+    ds, _ = sudoku4
+    out = tmp_path / "fresh"
+
+    def explode(self, path, *a, **kw):
+        Path(path, "partial.arrow").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(DatasetDict, "save_to_disk", explode)
+    with pytest.raises(OSError):
+        data.save_atomic(ds, out)
+    assert list(tmp_path.iterdir()) == []
+
+    # an existing dataset survives a failed overwrite untouched
+    monkeypatch.undo()
+    data.save_atomic(ds, out)
+    before = load_from_disk(str(out))["train"]["prompt"]
+    monkeypatch.setattr(DatasetDict, "save_to_disk", explode)
+    with pytest.raises(OSError):
+        data.save_atomic(ds, out, overwrite=True)
+    assert load_from_disk(str(out))["train"]["prompt"] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
+
+
+def test_cli_make_sudoku_and_zebra(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s"
+    rc = cli.main(["puzzles", "make", "sudoku", "--size", "6", "--n", "12", "--test-size", "3", "--seed", "1", "--out", str(out), "--quiet"])
+    assert rc == 0
+    ds = load_from_disk(str(out))
+    assert ds["train"].num_rows == 12 and ds["test"].num_rows == 3
+    assert ds["train"][0]["size"] == "6x6" and len(ds["train"][0]["canvas"].split()) == 36
+    assert "puzzles/s" in capsys.readouterr().out
+
+    zout = tmp_path / "z"
+    rc = cli.main(["puzzles", "make", "zebra", "--houses", "3", "--attributes", "3,4", "--n", "5", "--test-size", "2", "--out", str(zout), "--quiet"])
+    assert rc == 0
+    z = load_from_disk(str(zout))
+    assert set(z["train"]["size"]) <= {"3x3", "3x4"} and z["test"].num_rows == 2

@@ -1,0 +1,128 @@
+"""Bad input gets a clear error naming the argument, and changes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from tiny_models import make_glauber, tiny_t5
+from transformers import AutoModel, T5Config
+
+from modeling_glauber import GlauberT5Config
+
+L = 5
+CANVAS = torch.full((2, L), 50)
+
+
+def _generate_cases(tokenizer):
+    ids = tokenizer(["ab", "c"], return_tensors="pt", padding=True)
+    return [
+        ("num_rounds", dict(max_new_tokens=L, num_rounds=-1)),
+        ("num_rounds", dict(max_new_tokens=L, num_rounds=3)),
+        ("mask_window", dict(max_new_tokens=L, mask_window=0)),
+        ("mask_window", dict(max_new_tokens=L, mask_window=L + 1)),
+        ("max_new_tokens", dict(max_new_tokens=0)),
+        ("max_new_tokens", dict(max_new_tokens=None)),
+        ("input_ids", dict(input_ids=torch.tensor([[5, 999]]), max_new_tokens=L)),
+        ("input_ids", dict(input_ids=torch.tensor([5, 6]), max_new_tokens=L)),
+        ("canvas_ids", dict(canvas_ids=torch.tensor([[5, -1, 5, 5, 5]]))),
+        ("attention_mask", dict(input_ids=ids.input_ids, attention_mask=ids.attention_mask[:, :1], max_new_tokens=L)),
+        ("top_p", dict(max_new_tokens=L, top_p=0.0)),
+        ("top_p", dict(max_new_tokens=L, top_p=1.5)),
+        ("temperature", dict(max_new_tokens=L, temperature=-1.0)),
+        ("top_k", dict(max_new_tokens=L, top_k=0)),
+        ("frozen_mask", dict(canvas_ids=CANVAS, frozen_mask=torch.ones((2, L + 1), dtype=torch.bool))),
+        ("frozen_mask", dict(canvas_ids=CANVAS, frozen_mask=torch.ones((2, L), dtype=torch.bool))),
+        ("frozen_mask", dict(max_new_tokens=L, frozen_mask=torch.zeros((1, L), dtype=torch.bool))),
+        ("max_new_tokens", dict(canvas_ids=CANVAS, max_new_tokens=L + 2)),
+        ("seed", dict(max_new_tokens=L, seed=[1, 2, 3])),
+        ("num_beams", dict(max_new_tokens=L, num_beams=4)),
+        ("unexpected keyword", dict(max_new_tokens=L, length_penalty=2.0)),
+        ("input_ids has 2 rows", dict(input_ids=ids.input_ids, canvas_ids=CANVAS[:1])),
+        ("draft_sampling", dict(max_new_tokens=L, draft_sampling={"beam": 2})),
+    ]
+
+
+def test_bad_generate_arguments_raise_clear_errors_without_side_effects(tokenizer):
+    model = make_glauber("t5", tokenizer, num_rounds=2, mask_window=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cases = _generate_cases(tokenizer)
+    assert len(cases) >= 15
+    for needle, kwargs in cases:
+        rng = torch.get_rng_state()
+        with pytest.raises((ValueError, TypeError)) as info:
+            model.generate(**kwargs)
+        assert needle in str(info.value), (needle, str(info.value))
+        assert torch.equal(rng, torch.get_rng_state()), needle
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_prompt_plus_canvas_longer_than_the_backbone_allows(tokenizer):
+    model = make_glauber("t5gemma", tokenizer)
+    limit = model.config.max_sequence_length
+    with pytest.raises(ValueError, match="maximum sequence length"):
+        model.generate(input_ids=torch.full((1, 10), 50), max_new_tokens=limit)
+
+
+def test_forward_rejects_times_outside_the_unit_interval(t5_model):
+    with pytest.raises(ValueError, match="timesteps"):
+        t5_model(input_ids=torch.tensor([[5]]), decoder_input_ids=torch.tensor([[0]]), timesteps=1.5)
+    with pytest.raises(ValueError, match="timesteps"):
+        t5_model(input_ids=torch.tensor([[5], [6]]), decoder_input_ids=torch.tensor([[0], [0]]), timesteps=[0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("num_rounds", 0), ("mask_window", 0), ("causal_order", "reverse"), ("permutation_seed", -1),
+     ("time_frequency_dim", 3), ("sentinel_token_ids", [383]), ("suppressed_token_ids", [384]),
+     ("r_mode_token_id", -5)],
+)
+def test_config_rejects_out_of_range_fields(field, value):
+    kwargs = {"backbone": T5Config(vocab_size=384).to_dict(), "mask_window": 2, field: value}
+    if field == "mask_window":
+        kwargs["mask_window"] = value
+    with pytest.raises(ValueError, match=field if field != "sentinel_token_ids" else "mask_window"):
+        GlauberT5Config(**kwargs)
+
+
+def test_unknown_backbone_model_type_is_rejected(tokenizer):
+    with pytest.raises(ValueError, match="model_type"):
+        GlauberT5Config(backbone={"model_type": "bert"})
+    from transformers import BertConfig, BertModel
+
+    from modeling_glauber import GlauberT5ForDiffusion
+
+    with pytest.raises(ValueError, match="model_type"):
+        GlauberT5ForDiffusion.from_backbone(BertModel(BertConfig(hidden_size=32, num_hidden_layers=1,
+                                                                 num_attention_heads=2, intermediate_size=32)))
+
+
+def test_checkpoint_missing_its_code_files_fails_loudly(tokenizer, tmp_path):
+    model = make_glauber("t5", tokenizer)
+    model.save_pretrained(tmp_path / "ckpt")
+    os.remove(tmp_path / "ckpt" / "modeling_glauber.py")
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "broken")
+    env_modules = os.environ.get("HF_MODULES_CACHE")
+    os.environ["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    try:
+        with pytest.raises((OSError, ValueError, ImportError), match="modeling_glauber"):
+            from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+            get_class_from_dynamic_module("modeling_glauber.GlauberT5ForDiffusion", str(tmp_path / "broken"))
+    finally:
+        if env_modules is None:
+            os.environ.pop("HF_MODULES_CACHE")
+        else:
+            os.environ["HF_MODULES_CACHE"] = env_modules
+    assert AutoModel  # the registered class still loads the intact checkpoint
+    assert type(AutoModel.from_pretrained(tmp_path / "ckpt")).__name__ == "GlauberT5ForDiffusion"
+
+
+def test_from_backbone_without_tokenizer_uses_the_t5_sentinel_convention():
+    from modeling_glauber import GlauberT5ForDiffusion
+
+    model = GlauberT5ForDiffusion.from_backbone(tiny_t5(), num_rounds=1, mask_window=3)
+    assert model.config.sentinel_token_ids[:3] == [383, 382, 381]

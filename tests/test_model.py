@@ -1,0 +1,209 @@
+"""GlauberT5ForDiffusion: identity at conversion, the two modes, generate() and its guarantees."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tiny_models import BACKBONES, make_glauber
+
+from modeling_glauber import GlauberT5ForDiffusion, get_schedule
+from modeling_glauber.infill import infill_encoder_inputs, mask_canvas
+from modeling_glauber.sampling import SamplingParams
+
+
+@pytest.mark.parametrize("kind", ["t5", "t5gemma"])
+def test_converted_model_computes_the_backbone_at_every_time(kind, tokenizer, tmp_path):
+    backbone = BACKBONES[kind](seed=3)
+    reference = copy.deepcopy(backbone)
+    model = GlauberT5ForDiffusion.from_backbone(backbone, tokenizer, num_rounds=2).eval()
+    enc = tokenizer(["a prompt", "b"], return_tensors="pt", padding=True)
+    dec = torch.tensor([[0, 50, 60, 70], [0, 80, 90, 100]])
+    expected = reference(**enc, decoder_input_ids=dec).logits
+    for tau in (0.0, 0.01, 0.5, 1.0):
+        got = model(**enc, decoder_input_ids=dec, timesteps=tau).logits
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    # the zero projection survives post_init() and a load of the backbone checkpoint from disk
+    model.post_init()
+    torch.testing.assert_close(model(**enc, decoder_input_ids=dec, timesteps=0.3).logits, expected, atol=1e-5, rtol=0)
+    reference.save_pretrained(tmp_path / "backbone")
+    loaded = GlauberT5ForDiffusion.from_backbone(str(tmp_path / "backbone"), tokenizer).eval()
+    assert float(loaded.time_conditioning.modulation.weight.detach().abs().max()) == 0.0
+    torch.testing.assert_close(loaded(**enc, decoder_input_ids=dec, timesteps=0.7).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_time_conditioning_changes_outputs_once_trained(t5_model, tokenizer):
+    enc = tokenizer(["abc"], return_tensors="pt")
+    dec = torch.tensor([[0, 50]])
+    early = t5_model(**enc, decoder_input_ids=dec, timesteps=0.1).logits
+    late = t5_model(**enc, decoder_input_ids=dec, timesteps=0.9).logits
+    assert (early - late).abs().max() > 1e-3
+
+
+def test_parameter_overhead_is_reported(t5_model):
+    overhead = t5_model.time_conditioning_overhead()
+    norms = 2 * 2 + 1 + 2 * 3 + 1  # T5: 2 per encoder block + final, 3 per decoder block + final
+    projection = (256 + 1) * 2 * 32 * norms
+    mlp = (256 * 256 + 256) * 2
+    assert overhead["time_parameters"] == projection + mlp
+    assert overhead["overhead"] == pytest.approx(overhead["time_parameters"] / overhead["backbone_parameters"])
+
+
+def test_infill_encoding_puts_sentinels_where_the_design_says(t5_model, tokenizer):
+    model = t5_model
+    sentinels = torch.tensor(model.config.sentinel_token_ids)
+    assert tokenizer.convert_ids_to_tokens(sentinels[:2].tolist()) == ["<extra_id_0>", "<extra_id_1>"]
+    canvas = torch.tensor([[10, 11, 12, 13, 14], [20, 21, 22, 23, 24]])
+    window = torch.tensor([3, 1])
+    valid = torch.tensor([[True, True], [True, False]])
+    masked = mask_canvas(canvas, window, valid, sentinels)
+    assert masked.tolist() == [[10, sentinels[1], 12, sentinels[0], 14], [20, 21, 22, sentinels[0], 24]]
+    prefix = model.build_prefix(*tokenizer(["xy", "z"], return_tensors="pt", padding=True).values())
+    ids, mask = infill_encoder_inputs(prefix, canvas, window, valid, sentinels, model.config.eos_id)
+    # [R-mode omitted: ByT5 has no UL2 tokens] + P (left-padded) + masked canvas + </s>
+    x, y, z = (tokenizer.convert_tokens_to_ids(c) for c in "xyz")
+    assert ids[0].tolist() == [x, y] + masked[0].tolist() + [1]
+    assert ids[1].tolist() == [0, z] + masked[1].tolist() + [1]
+    assert mask[1].tolist() == [0, 1] + [1] * 6
+
+
+def test_mode_tokens_lead_each_mode(tokenizer):
+    model = make_glauber("t5", tokenizer)
+    model.config.r_mode_token_id, model.config.s_mode_token_id = 300, 301
+    prefix = model.build_prefix(torch.tensor([[5, 6, 1]]))  # a tokenizer's trailing </s> is dropped
+    assert prefix.infill_ids.tolist() == [[300, 5, 6]] and prefix.causal_ids.tolist() == [[301, 5, 6]]
+
+
+def test_schedule_is_fixed_permutations_and_normalised_time():
+    schedule = get_schedule(6, 3, permutation_seed=7, causal_order="random")
+    again = get_schedule(6, 3, permutation_seed=7, causal_order="random")
+    assert torch.equal(schedule.positions, again.positions)
+    assert schedule.total_steps == 18
+    for n in range(3):
+        assert sorted(schedule.positions[6 * n : 6 * (n + 1)].tolist()) == list(range(6))
+    assert sorted(schedule.causal_order_positions.tolist()) == list(range(6))
+    assert float(schedule.tau(9)) == pytest.approx(0.5)
+    windows, valid = schedule.window(3)
+    assert windows[10].tolist() == [schedule.positions[i].item() for i in (10, 9, 8)]
+    assert valid[0].tolist() == [True, False, False]
+    assert get_schedule(6, 3, 0, "identity").causal_order_positions.tolist() == list(range(6))
+
+
+def test_causal_draft_with_cache_equals_teacher_forced_causal_gen(tokenizer):
+    for order in ("identity", "random"):
+        model = make_glauber("t5", tokenizer, causal_order=order)
+        prefix = model.build_prefix(*tokenizer(["first prompt", "2nd"], return_tensors="pt", padding=True).values())
+        canvas = torch.zeros((2, 7), dtype=torch.long)
+        frozen = torch.zeros_like(canvas, dtype=torch.bool)
+        greedy = SamplingParams(do_sample=False)
+        draft = model.causal_draft(prefix, canvas, frozen, greedy, torch.tensor([0, 1]))
+        # the same tokens maximise the uncached, teacher-forced logits at every step
+        logits = model.causal_logits(prefix, draft)
+        order_positions = model.schedule(7).causal_order_positions
+        assert torch.equal(logits.argmax(-1), draft[:, order_positions])
+        # and log-likelihood of a sampled draft is finite and below 0
+        loglik = model.causal_log_likelihood(prefix, draft)
+        assert torch.isfinite(loglik).all() and (loglik < 0).all()
+
+
+def test_cached_decoder_logits_match_uncached(tokenizer):
+    model = make_glauber("t5gemma", tokenizer)
+    prefix = model.build_prefix(*tokenizer(["abc"], return_tensors="pt").values())
+    canvas = torch.tensor([[40, 41, 42, 43]])
+    full = model.causal_logits(prefix, canvas)
+    from modeling_glauber.infill import causal_encoder_inputs
+
+    ids, mask = causal_encoder_inputs(prefix, model.config.eos_id)
+    tokens = torch.cat([torch.tensor([[model.config.decoder_start_id]]), canvas[:, :-1]], dim=1)
+    with torch.no_grad(), model.modulation(torch.ones(1)):
+        enc = model.backbone.get_encoder()(input_ids=ids, attention_mask=mask)
+        cache, steps = None, []
+        for j in range(4):
+            out = model.backbone(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=tokens[:, j : j + 1],
+                                 cache=cache, use_cache=True)
+            cache = out.cache
+            steps.append(model._content_logits(out.logits[:, -1]))
+    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_with_zero_rounds_returns_the_causal_draft(t5_model, tokenizer):
+    enc = tokenizer(["hello", "a longer prompt"], return_tensors="pt", padding=True)
+    zero = t5_model.generate(**enc, max_new_tokens=6, num_rounds=0, seed=5, return_dict_in_generate=True)
+    two = t5_model.generate(**enc, max_new_tokens=6, num_rounds=2, seed=5, return_dict_in_generate=True)
+    assert torch.equal(zero.sequences, zero.draft_sequences)
+    assert torch.equal(zero.sequences, two.draft_sequences)
+    assert not torch.equal(two.sequences, two.draft_sequences)
+    assert zero.num_model_calls == 6
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_generate_costs_n_plus_one_times_l_model_calls(t5_model, tokenizer, rounds):
+    calls = {"n": 0}
+    hook = t5_model.backbone.decoder.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    out = t5_model.generate(max_new_tokens=5, num_rounds=rounds, seed=0, return_dict_in_generate=True)
+    hook.remove()
+    assert out.num_model_calls == (rounds + 1) * 5 == calls["n"]
+    assert out.sequences.shape == (1, 5)
+
+
+def test_generated_tokens_are_content_tokens(t5_model, tokenizer):
+    out = t5_model.generate(max_new_tokens=12, num_rounds=2, seed=1, temperature=3.0, return_dict_in_generate=True)
+    assert not t5_model.suppress_mask[out.sequences].any()
+    assert not t5_model.suppress_mask[out.draft_sequences].any()
+
+
+def test_frozen_positions_never_change_and_are_skipped(t5_model, tokenizer):
+    canvas = torch.tensor([[50, 51, 52, 53, 54, 55], [60, 61, 62, 63, 64, 65]])
+    frozen = torch.tensor([[1, 0, 1, 0, 1, 0], [1, 0, 0, 0, 1, 1]], dtype=torch.bool)
+    out = t5_model.generate(
+        canvas_ids=canvas, frozen_mask=frozen, num_rounds=2, seed=3, return_dict_in_generate=True, output_trajectory=True
+    )
+    for state in out.trajectory:
+        assert torch.equal(state[frozen], canvas[frozen])
+    assert out.trajectory.shape == (3, 2, 6)
+    # positions 0 and 4 are frozen in every row: their 2 refinement steps per round are skipped
+    assert out.num_model_calls == 6 + 2 * (6 - 2)
+
+
+def test_a_row_does_not_depend_on_the_rest_of_its_batch(t5_model, tokenizer):
+    prompts = ["the quick", "a much longer prompt than the others", "x", "brown fox jumps"]
+    enc = tokenizer(prompts, return_tensors="pt", padding=True)
+    kwargs = dict(max_new_tokens=8, num_rounds=2, top_p=0.9, temperature=1.3)
+    batch = t5_model.generate(**enc, seed=[11, 12, 13, 14], return_dict_in_generate=True, **kwargs)
+    for row in (0, 2):
+        alone = tokenizer([prompts[row]], return_tensors="pt")
+        single = t5_model.generate(**alone, seed=[11 + row], return_dict_in_generate=True, **kwargs)
+        assert torch.equal(single.sequences[0], batch.sequences[row])
+        assert torch.equal(single.draft_sequences[0], batch.draft_sequences[row])
+    # an int seed gives row i the seed + i; the same seed repeats the same output
+    again = t5_model.generate(**enc, seed=11, **kwargs)
+    assert torch.equal(again, batch.sequences)
+
+
+def test_greedy_generation_is_argmax_everywhere(t5_model, tokenizer):
+    a = t5_model.generate(max_new_tokens=5, do_sample=False, seed=0)
+    b = t5_model.generate(max_new_tokens=5, do_sample=False, seed=99)
+    assert torch.equal(a, b)
+
+
+def test_top_k_one_equals_greedy(t5_model):
+    greedy = t5_model.generate(max_new_tokens=5, do_sample=False)
+    top1 = t5_model.generate(max_new_tokens=5, top_k=1, seed=4)
+    assert torch.equal(greedy, top1)
+
+
+def test_per_mode_sampling_overrides(t5_model):
+    greedy = t5_model.generate(max_new_tokens=5, do_sample=False, return_dict_in_generate=True)
+    mixed = t5_model.generate(
+        max_new_tokens=5, seed=0, draft_sampling={"do_sample": False}, return_dict_in_generate=True
+    )
+    assert torch.equal(greedy.draft_sequences, mixed.draft_sequences)
+
+
+def test_generation_config_and_hf_kwargs_are_accepted(t5_model):
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=4, do_sample=False)
+    out = t5_model.generate(generation_config=config, use_cache=True, pad_token_id=0, eos_token_id=1)
+    assert out.shape == (1, 4)
