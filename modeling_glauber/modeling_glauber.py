@@ -433,7 +433,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         last_step = num_rounds * length
         positions = schedule.positions[:last_step].to(self.device)
         windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
-        active_steps = [t for t in range(last_step, 0, -1) if not bool(frozen[:, positions[t - 1]].all())]
+        # steps whose position is frozen in every row need no model call
+        movable = ~frozen.all(dim=0)[positions]
+        active_steps = (torch.nonzero(movable).squeeze(1) + 1).flip(0).tolist()
 
         bar = None
         if progress:

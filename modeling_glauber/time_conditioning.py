@@ -80,9 +80,7 @@ class NormModulationHook:
         shift = modulation[:, self.offset : self.offset + self.dim]
         scale = modulation[:, self.total + self.offset : self.total + self.offset + self.dim]
         shape = (shift.shape[0],) + (1,) * (output.dim() - 2) + (self.dim,)
-        return (output * (1 + scale.view(shape).to(output.dtype)) + shift.view(shape).to(output.dtype)).to(
-            output.dtype
-        )
+        return torch.addcmul(shift.view(shape).to(output.dtype), output, 1 + scale.view(shape).to(output.dtype))
 
 
 def attach_time_conditioning(backbone: nn.Module, state: ModulationState) -> list[int]:
