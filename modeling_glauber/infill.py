@@ -129,7 +129,28 @@ def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: in
     return torch.tensor([[decoder_start_id, sentinel_0]], dtype=torch.long, device=device).expand(batch_size, -1)
 
 
+def concat_mode_inputs(batches: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Stack forward arguments of several mode batches (e.g. MASK-INFILL and CAUSAL-GEN rows) into one forward.
+
+    Right padding is invisible: padded encoder keys are masked and the causal decoder's padded tail changes no
+    earlier logit.
+    """
+
+    def stack(key: str, value: int) -> torch.Tensor:
+        tensors = [b[key] for b in batches]
+        width = max(t.shape[1] for t in tensors)
+        return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+
+    return {
+        "input_ids": stack("input_ids", pad_token_id),
+        "attention_mask": stack("attention_mask", 0),
+        "decoder_input_ids": stack("decoder_input_ids", pad_token_id),
+        "timesteps": torch.cat([b["timesteps"].expand(b["input_ids"].shape[0]) for b in batches]),
+    }
+
+
 __all__ = [
+    "concat_mode_inputs",
     "GlauberPrefix",
     "build_prefix",
     "causal_encoder_inputs",

@@ -126,15 +126,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             norm_dims, config.time_frequency_dim, config.time_embedding_dim
         )
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
-        self._special_tensors: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.post_init()
 
     def _specials(self) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.device
-        if device not in self._special_tensors:
-            sentinels = torch.tensor(self.config.sentinel_token_ids or [], dtype=torch.long, device=device)
-            self._special_tensors[device] = (self._build_suppress_mask(self.config).to(device), sentinels)
-        return self._special_tensors[device]
+        c = self.config
+        # keyed on the config's ids too, so that editing them (e.g. suppressing non-value tokens) takes effect
+        key = (self.device, tuple(c.sentinel_token_ids or ()), tuple(c.suppressed_token_ids or ()),
+               c.r_mode_token_id, c.s_mode_token_id, c.x_mode_token_id)
+        if key not in self._special_tensors:
+            sentinels = torch.tensor(c.sentinel_token_ids or [], dtype=torch.long, device=self.device)
+            self._special_tensors = {key: (self._build_suppress_mask(c).to(self.device), sentinels)}
+        return self._special_tensors[key]
 
     @property
     def suppress_mask(self) -> torch.Tensor:
@@ -256,23 +259,49 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             device=self.device,
         )
 
-    def _content_logits(self, logits: torch.Tensor) -> torch.Tensor:
+    def content_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Float logits with every token neither mode may emit set to -inf."""
         return logits.float().masked_fill(self.suppress_mask, float("-inf"))
 
-    def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
-        """CAUSAL-GEN at τ = 1, teacher-forced: `[B, L, V]`, entry j predicting `canvas[:, π_0(j)]` (content only)."""
+    def causal_inputs(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher-forced CAUSAL-GEN forward arguments at τ = 1: decoder input `[start] + canvas[π_0][:-1]`."""
         order = self.schedule(canvas.shape[1]).causal_order_positions.to(canvas.device)
         ordered = canvas[:, order]
         start = torch.full_like(ordered[:, :1], self.config.decoder_start_id)
         enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
-        out = self(
-            input_ids=enc_ids,
-            attention_mask=enc_mask,
-            decoder_input_ids=torch.cat([start, ordered[:, :-1]], dim=1),
-            timesteps=1.0,
-            use_cache=False,
+        return {
+            "input_ids": enc_ids,
+            "attention_mask": enc_mask,
+            "decoder_input_ids": torch.cat([start, ordered[:, :-1]], dim=1),
+            "timesteps": torch.ones(1, device=canvas.device),
+        }
+
+    def infill_inputs(
+        self,
+        prefix: GlauberPrefix,
+        canvas: torch.Tensor,
+        window_positions: torch.Tensor,
+        window_valid: torch.Tensor,
+        timesteps: torch.Tensor | float,
+    ) -> dict[str, torch.Tensor]:
+        """MASK-INFILL forward arguments (DESIGN §2); the prediction is the logits at decoder position 1."""
+        enc_ids, enc_mask = infill_encoder_inputs(
+            prefix, canvas, window_positions, window_valid, self.sentinel_ids, self.config.eos_id
         )
-        return self._content_logits(out.logits)
+        dec_ids = infill_decoder_inputs(
+            canvas.shape[0], self.config.decoder_start_id, int(self.sentinel_ids[0]), canvas.device
+        )
+        tau = torch.as_tensor(timesteps, dtype=torch.float32, device=canvas.device).reshape(-1)
+        return {
+            "input_ids": enc_ids,
+            "attention_mask": enc_mask,
+            "decoder_input_ids": dec_ids,
+            "timesteps": tau,  # [1] (shared) or [B]
+        }
+
+    def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
+        """CAUSAL-GEN at τ = 1, teacher-forced: `[B, L, V]`, entry j predicting `canvas[:, π_0(j)]` (content only)."""
+        return self.content_logits(self(**self.causal_inputs(prefix, canvas), use_cache=False).logits)
 
     def causal_log_likelihood(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
         """`[B, L]` log p_causal of each canvas token, indexed by canvas position (not by π_0 step)."""
@@ -309,7 +338,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
                     use_cache=True,
                 )
                 cache = out.cache
-                sampled = sample_tokens(self._content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
+                sampled = sample_tokens(self.content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
                 chosen = torch.where(frozen[:, position], draft[:, position], sampled)
                 draft[:, position] = chosen
                 token = chosen.unsqueeze(1)
@@ -331,16 +360,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         `window_positions`/`window_valid` are `[B, w]` or `[w]` (shared by every row); slot 0 is the predicted
         position k. `timesteps` is τ per row or a scalar.
         """
-        enc_ids, enc_mask = infill_encoder_inputs(
-            prefix, canvas, window_positions, window_valid, self.sentinel_ids, self.config.eos_id
-        )
-        dec_ids = infill_decoder_inputs(
-            canvas.shape[0], self.config.decoder_start_id, int(self.sentinel_ids[0]), canvas.device
-        )
-        out = self(
-            input_ids=enc_ids, attention_mask=enc_mask, decoder_input_ids=dec_ids, timesteps=timesteps, use_cache=False
-        )
-        return self._content_logits(out.logits[:, -1])
+        inputs = self.infill_inputs(prefix, canvas, window_positions, window_valid, timesteps)
+        return self.content_logits(self(**inputs, use_cache=False).logits[:, -1])
 
     # ----------------------------------------------------------------------------------------------- generation
     @torch.no_grad()

@@ -123,7 +123,7 @@ def test_cached_decoder_logits_match_uncached(tokenizer):
             out = model.backbone(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=tokens[:, j : j + 1],
                                  cache=cache, use_cache=True)
             cache = out.cache
-            steps.append(model._content_logits(out.logits[:, -1]))
+            steps.append(model.content_logits(out.logits[:, -1]))
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 

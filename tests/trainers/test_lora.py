@@ -1,0 +1,90 @@
+"""LoRA on T5-Gemma: adapter reference (EMA of the adapter on the shared base), save/load, merge, memory."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+
+from modeling_glauber import GlauberT5ForDiffusion
+from trainer_fixtures import tiny_t5gemma, toy_rows
+from trainers import CopyReference, GlauberTrainer, GlauberTrainingArguments, apply_lora, glauber_lora_config
+
+
+def lora_args(tmp_path, **kwargs):
+    defaults = dict(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, timesteps_per_chain=2,
+        reference_update_steps=1, reference_ema_decay=0.5, learning_rate=1e-2, use_cpu=True, report_to="none",
+        save_strategy="steps", save_steps=2, logging_steps=1, disable_tqdm=True,
+    )
+    return GlauberTrainingArguments(**{**defaults, **kwargs})
+
+
+def test_lora_t5gemma_adapter_reference(tmp_path):
+    model = apply_lora(tiny_t5gemma(), glauber_lora_config(tiny_t5gemma(), r=4))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".default." in n for n in trainable)
+    assert any("time_conditioning" in n for n in trainable) and any("q_proj.lora_A" in n for n in trainable)
+    trainer = GlauberTrainer(model=model, args=lora_args(tmp_path), train_dataset=Dataset.from_dict(toy_rows()))
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable  # reference stays frozen
+    adapter_bytes = trainer.reference.memory_bytes()
+    copy_bytes = CopyReference(model).memory_bytes()
+    print(f"reference memory: adapter {adapter_bytes} B vs deep copy {copy_bytes} B ({copy_bytes / adapter_bytes:.1f}x)")
+    assert adapter_bytes < copy_bytes
+    before = {n: r.clone() for n, r, _ in trainer.reference.pairs()}
+    trainer.train()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
+    for name, ref, src in trainer.reference.pairs():
+        assert not ref.requires_grad
+    assert any(not torch.equal(before[n], r) for n, r, _ in trainer.reference.pairs())
+    # the reference adapter runs at τ = 1 only while noising; the trained adapter stays active
+    assert model.active_adapter == "default"
+
+    # adapters saved and loadable, merge gives a plain GlauberT5ForDiffusion with the same outputs
+    from peft import PeftModel
+
+    model.save_pretrained(tmp_path / "adapter", selected_adapters=["default"])
+    base = tiny_t5gemma()
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    model.eval()
+    x = torch.full((2, 5), 80)
+    prefix = model.get_base_model().build_prefix(None, None, 2)
+    with torch.no_grad():
+        expected = model.get_base_model().infill_logits(prefix, x, torch.tensor([1]), torch.tensor([True]), 0.5)
+        got = reloaded.get_base_model().infill_logits(prefix, x, torch.tensor([1]), torch.tensor([True]), 0.5)
+        merged = reloaded.merge_and_unload()
+        assert isinstance(merged, GlauberT5ForDiffusion)
+        merged_logits = merged.infill_logits(prefix, x, torch.tensor([1]), torch.tensor([True]), 0.5)
+    finite = torch.isfinite(expected)
+    assert torch.allclose(got[finite], expected[finite], atol=1e-5)
+    assert torch.allclose(merged_logits[finite], expected[finite], atol=1e-4)
+
+
+def test_lora_resume_restores_the_adapter_reference(tmp_path):
+    def build():
+        model = apply_lora(tiny_t5gemma(), glauber_lora_config(tiny_t5gemma(), r=4))
+        args = lora_args(tmp_path, max_steps=3)
+        return GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(toy_rows()))
+
+    full = build()
+    full.train()
+    resumed = build()
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    losses = lambda t: [e["loss"] for e in t.state.log_history if "loss" in e]  # noqa: E731
+    assert losses(resumed)[2:] == losses(full)[2:]
+    for (name, ref, _), (_, ref_full, _) in zip(resumed.reference.pairs(), full.reference.pairs()):
+        assert torch.equal(ref, ref_full), name
+
+
+def test_lora_config_targeting_nothing_is_an_error():
+    model = tiny_t5gemma()
+    with pytest.raises(ValueError, match="targets no module"):
+        apply_lora(model, glauber_lora_config(model, target_modules=["not_a_layer"]))
+    with pytest.raises(ValueError, match="time_conditioning"):
+        apply_lora(model, glauber_lora_config(model, modules_to_save=[]))
+    with pytest.raises(ValueError, match="ref_model cannot be given"):
+        peft_model = apply_lora(model, glauber_lora_config(model))
+        GlauberTrainer(model=peft_model, args=lora_args("/tmp/unused_lora"), ref_model=copy.deepcopy(peft_model),
+                       train_dataset=Dataset.from_dict(toy_rows()))

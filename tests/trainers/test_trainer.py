@@ -1,0 +1,152 @@
+"""GlauberTrainer: the loss against the model's own modes, EMA reference, checkpoints, exact resume, GA, bad input."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from trainer_fixtures import tiny_t5, toy_rows
+from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments
+from trainers.reference import REFERENCE_DIR, REFERENCE_FILE
+
+
+def make_args(tmp_path, **kwargs) -> GlauberTrainingArguments:
+    defaults = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, timesteps_per_chain=3, reference_update_steps=2,
+        reference_ema_decay=0.5, logging_steps=1, use_cpu=True, report_to="none", save_strategy="no",
+        disable_tqdm=True, learning_rate=1e-3, seed=7,
+    )
+    defaults.update(kwargs)
+    return GlauberTrainingArguments(**defaults)
+
+
+def trained_losses(trainer) -> list[float]:
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_fused_forward_matches_the_model_modes(tmp_path, tokenizer):
+    model = tiny_t5(num_rounds=2, mask_window=2).eval()
+    trainer = GlauberTrainer(model=model, args=make_args(tmp_path, causal_loss_weight=1.0),
+                             train_dataset=Dataset.from_dict(toy_rows()), processing_class=tokenizer)
+    batch = GlauberDataCollator()([{k: v[i] for k, v in toy_rows().items()} for i in range(5)])
+    prefix = model.build_prefix(batch["input_ids"], batch["attention_mask"])
+    schedule = model.schedule(6)
+    windows, valid = schedule.window(2)
+    rows = torch.tensor([0, 1, 1, 3, 4])
+    steps = torch.tensor([1, 5, 12, 7, 2])
+    context = batch["canvas_ids"][rows]
+    tau = steps.float() / schedule.total_steps
+    with torch.no_grad():
+        infill, causal = trainer._logits(model, prefix, rows, context, windows[steps - 1], valid[steps - 1], tau,
+                                         batch["canvas_ids"])
+        expected = model.infill_logits(prefix.select(rows), context, windows[steps - 1], valid[steps - 1], tau)
+        expected_causal = model.causal_logits(prefix, batch["canvas_ids"])
+    finite = torch.isfinite(expected)
+    assert torch.equal(finite, torch.isfinite(infill))
+    assert torch.allclose(infill[finite], expected[finite], atol=1e-4)
+    assert torch.allclose(causal[torch.isfinite(causal)], expected_causal[torch.isfinite(expected_causal)], atol=1e-4)
+
+
+def test_reference_is_a_frozen_copy_refreshed_by_ema(tmp_path, tokenizer):
+    model = tiny_t5()
+    args = make_args(tmp_path, max_steps=3, reference_update_steps=2, reference_ema_decay=0.0, save_strategy="steps",
+                     save_steps=2)
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(toy_rows()),
+                             processing_class=tokenizer)
+    ref = trainer.reference.module
+    assert ref is not model and not ref.training and not any(p.requires_grad for p in ref.parameters())
+    initial = copy.deepcopy(ref.state_dict())
+    trainer.train()
+    # hard copy at step 2, untouched at step 3
+    saved = load_file(os.path.join(tmp_path, "checkpoint-2", REFERENCE_DIR, REFERENCE_FILE))
+    step2 = load_file(os.path.join(tmp_path, "checkpoint-2", "model.safetensors"))
+    for name, p in ref.named_parameters():
+        assert torch.equal(saved[name], p.detach())
+        assert torch.equal(p.detach(), step2[name]), name
+    assert any(not torch.equal(p, model.state_dict()[n]) for n, p in ref.state_dict().items())
+    assert any(not torch.equal(p, initial[n]) for n, p in ref.state_dict().items())
+    # EMA formula
+    before = {n: p.detach().clone() for n, p in ref.named_parameters()}
+    trainer.reference.update(0.75)
+    current = dict(model.named_parameters())
+    for name, p in ref.named_parameters():
+        assert torch.allclose(p, 0.75 * before[name] + 0.25 * current[name].detach(), atol=1e-7)
+
+
+def test_resume_is_bit_exact(tmp_path, tokenizer):
+    data = Dataset.from_dict(toy_rows(num=24))
+
+    def run(output_dir, resume=None):
+        args = make_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3, causal_loss_weight=0.5,
+                         gradient_accumulation_steps=2, per_device_train_batch_size=2)
+        trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=data, processing_class=tokenizer)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    full = run(tmp_path / "full")
+    first = dict(full.model.named_parameters())
+    resumed = run(tmp_path / "full", resume=str(tmp_path / "full" / "checkpoint-3"))
+    losses_full, losses_resumed = trained_losses(full), trained_losses(resumed)
+    print("uninterrupted", losses_full[3:], "resumed", losses_resumed[3:])
+    assert losses_resumed[3:] == losses_full[3:]  # the resumed history starts with the checkpoint's
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p, first[name]), name
+    ref_full = dict(full.reference.module.named_parameters())
+    for name, p in resumed.reference.module.named_parameters():
+        assert torch.equal(p, ref_full[name]), name
+
+
+def test_gradient_accumulation_scales_the_loss(tmp_path, tokenizer):
+    args = make_args(tmp_path, max_steps=2, gradient_accumulation_steps=2, per_device_train_batch_size=2)
+    trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=Dataset.from_dict(toy_rows()),
+                             processing_class=tokenizer)
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    # the logged loss is the mean of the micro-batch losses (not GA times it); backward uses the same scaled loss
+    for entry in logs:
+        assert entry["loss"] == pytest.approx(entry["loss_infill"], rel=1e-5)
+        assert any(k.startswith("loss_tau_") for k in entry)
+
+
+def test_unnormalized_score_and_chain_causal_target_train(tmp_path, tokenizer):
+    args = make_args(tmp_path, max_steps=2, score_parametrization="unnormalized", causal_loss_weight=1.0,
+                     causal_loss_target="chain")
+    trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=Dataset.from_dict(toy_rows()),
+                             processing_class=tokenizer)
+    trainer.train()
+    losses = trained_losses(trainer)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert trainer.noising_seconds > 0
+
+
+def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
+    data = Dataset.from_dict(toy_rows())
+    with pytest.raises(ValueError, match="timesteps_per_chain"):
+        make_args(tmp_path, timesteps_per_chain=0)
+    with pytest.raises(ValueError, match="num_rounds=3 .* disagrees"):
+        GlauberTrainer(model=tiny_t5(num_rounds=2), args=make_args(tmp_path, num_rounds=3), train_dataset=data)
+    with pytest.raises(ValueError, match="lacks the columns"):
+        GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path), train_dataset=data.remove_columns("canvas_ids"))
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path, remove_unused_columns=True), train_dataset=data)
+    model = tiny_t5()
+    with pytest.raises(ValueError, match="float64"):
+        GlauberTrainer(model=model, args=make_args(tmp_path), train_dataset=data, ref_model=copy.deepcopy(model).double())
+    with pytest.raises(ValueError, match="meta"):
+        GlauberTrainer(model=model, args=make_args(tmp_path), train_dataset=data, ref_model=copy.deepcopy(model).to("meta"))
+    rows = toy_rows()
+    rows["canvas_ids"][3] = rows["canvas_ids"][3][:4]
+    with pytest.raises(ValueError, match="exactly L = 6"):
+        GlauberDataCollator(canvas_length=6)([{k: v[i] for k, v in rows.items()} for i in range(4)])
+    with pytest.raises(ValueError, match="missing"):
+        GlauberDataCollator()([{"input_ids": [1]}])
+    rows = toy_rows()
+    rows["canvas_ids"][0][0] = 300  # a ByT5 sentinel
+    trainer = GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path, max_steps=1), train_dataset=Dataset.from_dict(rows))
+    with pytest.raises(ValueError, match="neither mode may emit"):
+        trainer.train()
