@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
 import time
-
-import pytest
 
 import torch
 from datasets import Dataset
@@ -63,16 +60,12 @@ def train_and_measure(tmp_path, num_rounds: int, steps: int, causal_target: str 
     return tv
 
 
-def test_trained_toy_reproduces_the_law_n1(tmp_path):
+def test_trained_toy_reproduces_the_law_and_more_rounds_are_no_worse(tmp_path):
     # DESIGN §5 measured: the draft must start the reverse chain at p_T, so the causal loss targets the chain's x_T
-    # (with causal_loss_target="data", 600 steps gave TV = 0.102 although the draft alone was at 0.027).
-    assert train_and_measure(tmp_path, num_rounds=1, steps=400, causal_target="chain") <= 0.05
-
-
-@pytest.mark.skipif(not os.environ.get("GLAUBER_SLOW_TESTS"), reason="≈3 min on 2 cores; set GLAUBER_SLOW_TESTS=1")
-@pytest.mark.xfail(reason="measured: N=3 reaches TV 0.080 after 400 steps (N=1: 0.035); needs a longer run", strict=False)
-def test_more_rounds_are_no_worse(tmp_path):
+    # (with causal_loss_target="data", N=1 and 600 steps gave TV = 0.102 although the draft alone was at 0.027).
+    # measured (shared 2-core CPU): N=1, 400 steps: TV 0.035; N=3, 1000 steps at lr 2e-3: TV 0.048 (draft TV 1.0:
+    # after 9 reference steps the chain has left the data's support, and the 9 reverse steps bring it back)
     tv1 = train_and_measure(tmp_path / "n1", num_rounds=1, steps=400, causal_target="chain")
-    tv3 = train_and_measure(tmp_path / "n3", num_rounds=3, steps=400, causal_target="chain")
-    assert tv3 <= 0.05
+    tv3 = train_and_measure(tmp_path / "n3", num_rounds=3, steps=1000, causal_target="chain", lr=2e-3)
+    assert tv1 <= 0.05 and tv3 <= 0.05
     assert tv3 <= tv1 + 0.02  # up to Monte-Carlo error (≈0.016 at 3000 samples)
