@@ -137,10 +137,9 @@ def sample_texts(
         input_ids = mask = None
         if prompts:
             input_ids, mask = encode_prompts(tokenizer, [prompts[i % len(prompts)] for i in rows], model.device)
-        # generate() takes the batch size from the prompts or the canvas: an unfrozen canvas of pads sets it
-        canvas = torch.full((len(rows), length), model.config.pad_id, dtype=torch.long, device=model.device)
         out = model.generate(
-            input_ids, mask, canvas_ids=canvas, num_rounds=num_rounds, seed=[seed + i for i in rows],
+            input_ids, mask, max_new_tokens=length, batch_size=None if prompts else len(rows), num_rounds=num_rounds,
+            seed=[seed + i for i in rows],
             return_dict_in_generate=True, **sampling,
         )
         texts += decode_canvas(tokenizer, out.sequences)

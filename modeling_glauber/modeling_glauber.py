@@ -371,6 +371,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         *,
         max_new_tokens: int | None = None,
+        batch_size: int | None = None,
         canvas_ids: torch.LongTensor | None = None,
         frozen_mask: torch.Tensor | None = None,
         num_rounds: int | None = None,
@@ -397,6 +398,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         Args:
             input_ids, attention_mask: the prompts P (encoder-side prefix; any padding side; may be None).
             max_new_tokens: canvas length L (or taken from `canvas_ids` / `generation_config`).
+            batch_size: number of rows of an unconditional batch (no `input_ids` or `canvas_ids`); default 1.
             canvas_ids, frozen_mask: `[B, L]` given canvas values and which of them are frozen (infilling, puzzles).
             num_rounds: N' ≤ config.num_rounds; the last N' rounds of the training schedule run, starting from the
                 draft (time is still normalised by T = config.num_rounds·L). 0 returns the draft.
@@ -432,7 +434,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         draft_params = base.updated(draft_sampling, "draft_sampling")
         refine_params = base.updated(refine_sampling, "refine_sampling")
 
-        canvas, frozen, batch = self._validate_canvas(input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask)
+        canvas, frozen, batch = self._validate_canvas(
+            input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size
+        )
         length = canvas.shape[1]
         num_rounds = self.config.num_rounds if num_rounds is None else num_rounds
         if not isinstance(num_rounds, int) or not 0 <= num_rounds <= self.config.num_rounds:
@@ -491,8 +495,13 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             trajectory=torch.stack(trajectory) if output_trajectory else None,
         )
 
-    def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask):
+    def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size):
         vocab = self.config.vocab_size
+        if batch_size is not None:
+            if input_ids is not None or canvas_ids is not None:
+                raise ValueError("batch_size is for unconditional batches; with input_ids or canvas_ids it is implied")
+            if not isinstance(batch_size, int) or batch_size < 1:
+                raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be 2-D [batch, prompt_length], got shape {tuple(input_ids.shape)}")
@@ -514,7 +523,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         else:
             if max_new_tokens is None:
                 raise ValueError("give max_new_tokens (the canvas length L) or canvas_ids")
-            batch, length = (input_ids.shape[0] if input_ids is not None else 1), max_new_tokens
+            batch, length = (input_ids.shape[0] if input_ids is not None else batch_size or 1), max_new_tokens
         if input_ids is not None and input_ids.shape[0] != batch:
             raise ValueError(f"input_ids has {input_ids.shape[0]} rows but canvas_ids has {batch}")
         if not isinstance(length, int) or length < 1:

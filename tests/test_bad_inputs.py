@@ -42,6 +42,8 @@ def _generate_cases(tokenizer):
         ("unexpected keyword", dict(max_new_tokens=L, length_penalty=2.0)),
         ("input_ids has 2 rows", dict(input_ids=ids.input_ids, canvas_ids=CANVAS[:1])),
         ("draft_sampling", dict(max_new_tokens=L, draft_sampling={"beam": 2})),
+        ("batch_size", dict(max_new_tokens=L, batch_size=0)),
+        ("batch_size", dict(input_ids=ids.input_ids, max_new_tokens=L, batch_size=2)),
     ]
 
 

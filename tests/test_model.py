@@ -181,6 +181,13 @@ def test_a_row_does_not_depend_on_the_rest_of_its_batch(t5_model, tokenizer):
     assert torch.equal(again, batch.sequences)
 
 
+def test_unconditional_batches_give_each_row_its_own_sample(t5_model):
+    out = t5_model.generate(max_new_tokens=6, batch_size=3, seed=0)
+    assert out.shape == (3, 6)
+    assert len({tuple(row) for row in out.tolist()}) == 3
+    assert torch.equal(out[1], t5_model.generate(max_new_tokens=6, seed=1)[0])
+
+
 def test_greedy_generation_is_argmax_everywhere(t5_model, tokenizer):
     a = t5_model.generate(max_new_tokens=5, do_sample=False, seed=0)
     b = t5_model.generate(max_new_tokens=5, do_sample=False, seed=99)
