@@ -1,10 +1,69 @@
-"""The embedded default job (`make demo`). Until the puzzle demo lands it runs examples/generate.py."""
+"""The embedded default job (`make demo`): Glauber refinement fixing the causal draft on held-out 4×4 Sudoku.
+
+    make demo                 # load the shipped checkpoint (assets/sudoku-4x4), solve its held-out set
+    make demo ARGS=--train    # regenerate the data, retrain stage 1 + stage 2 on CPU, evaluate the same way
+
+Prints draft (N = 0) vs Glauber N = 1 vs N = 3: puzzles solved (95 % Wilson CI), cell accuracy, batched model calls,
+and how many of the draft's failures refinement fixes; writes results.json / results.md / results.png to `--out`.
+"""
 
 from __future__ import annotations
 
-import runpy
+import argparse
+import os
 import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from puzzles.evaluation import fixes, format_table, plot_results, write_results  # noqa: E402
+from puzzles.recipe import load_model  # noqa: E402
+from puzzles.run import evaluate_glauber, load_rows, run, save_demo_asset  # noqa: E402
+
+ASSET = os.path.join(ROOT, "assets", "sudoku-4x4")
+CONFIG = os.path.join(ROOT, "examples", "configs", "sudoku-4x4.json")
+ROUNDS = [0, 1, 3]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", action="store_true", help="retrain the demo model from scratch on CPU first")
+    parser.add_argument("--model", default=ASSET, help="checkpoint dir (with tokenizer and test.jsonl)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "demo"))
+    parser.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()), help="torch CPU threads")
+    parser.add_argument("--export-asset", help="with --train: also write the fp16 demo checkpoint to this dir")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model_dir = args.model
+    rows_file = os.path.join(args.model, "test.jsonl")
+    if args.train:
+        run_args = argparse.Namespace(
+            config=CONFIG, data=None, out=args.out, device="cpu", precision="fp32", time_budget_s=None,
+            stage1_steps=None, stage2_steps=None, n_train=None, n_test=None, eval_limit=None, baselines=False,
+            baseline_steps=0, workers=2, init_from=None, threads=args.threads,
+        )
+        run(run_args)
+        # the config's test split: the same puzzles as the shipped test.jsonl (the generator is seeded)
+        model_dir, rows_file = os.path.join(args.out, "model"), os.path.join(args.out, "test.jsonl")
+        if args.export_asset:
+            save_demo_asset(*load_model(model_dir), load_rows(rows_file), args.export_asset)
+    rows = load_rows(rows_file)
+    started = time.perf_counter()
+    model, tokenizer = load_model(model_dir)
+    records = evaluate_glauber(model, tokenizer, rows, ROUNDS, batch_size=len(rows))
+    table = format_table(records, records[0]["method"])
+    final = fixes(records[0], records[-1])
+    os.makedirs(args.out, exist_ok=True)
+    write_results(records, os.path.join(args.out, "results.json"), model=model_dir, draft_vs_final=final)
+    plot_results(records, os.path.join(args.out, "results.png"), "4×4 Sudoku, held-out set")
+    print(f"\n4×4 Sudoku, {len(rows)} held-out puzzles, model {model_dir}\n")
+    print(table)
+    print(f"\nGlauber N=3 fixes {final['fixed']} of the draft's {final['draft_failures']} failures "
+          f"(breaks {final['broken']}); evaluated in {time.perf_counter() - started:.0f} s; plot: {args.out}/results.png")
+
 
 if __name__ == "__main__":
-    sys.argv = [sys.argv[0]] + sys.argv[1:]
-    runpy.run_path(__file__.replace("demo.py", "generate.py"), run_name="__main__")
+    main()

@@ -43,8 +43,7 @@ def glauber_model(tokenizer, content: list[int], num_rounds: int, width: int, se
     model = GlauberT5ForDiffusion.from_backbone(
         backbone, tokenizer, num_rounds=num_rounds, time_frequency_dim=32, time_embedding_dim=64
     )
-    keep = set(content)
-    model.config.suppressed_token_ids = [i for i in range(model.config.vocab_size) if i not in keep]
+    model.restrict_canvas_vocabulary(content)
     return model
 
 

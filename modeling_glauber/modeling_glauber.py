@@ -139,6 +139,13 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             self._special_tensors = {key: (self._build_suppress_mask(c).to(self.device), sentinels)}
         return self._special_tensors[key]
 
+    def restrict_canvas_vocabulary(self, allowed_token_ids) -> None:
+        """Let both modes emit only `allowed_token_ids` (e.g. a puzzle's cell values); saved with the config."""
+        allowed = set(int(i) for i in allowed_token_ids)
+        if not allowed or min(allowed) < 0 or max(allowed) >= self.config.vocab_size:
+            raise ValueError(f"allowed_token_ids must be non-empty ids in [0, {self.config.vocab_size})")
+        self.config.suppressed_token_ids = sorted(set(range(self.config.vocab_size)) - allowed)
+
     @property
     def suppress_mask(self) -> torch.Tensor:
         """`[V]` True for the tokens neither mode may emit."""

@@ -73,8 +73,42 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _common(zeb)
     zeb.set_defaults(func=_make_zebra)
 
-    # ---- `puzzles eval`: reserved for the lead (model decoding + puzzles.metrics.evaluate_predictions).
+    ev = sub.add_parser("eval", help="solve a test set with a Glauber puzzle checkpoint: table, JSON and PNG")
+    ev.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
+    ev.add_argument("--data", required=True, help="dataset dir (save_to_disk; its 'test' split) or a .jsonl of rows")
+    ev.add_argument("--num-rounds", default="0,1,2,3", help="comma list of N (0 = the causal draft)")
+    ev.add_argument("--limit", type=int, help="first K puzzles only")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", help="directory for results.json, results.md and results.png")
+    ev.set_defaults(func=_eval)
     return group
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from datasets import load_from_disk
+
+    from puzzles.evaluation import fixes, format_table, plot_results, write_results
+    from puzzles.recipe import load_model
+    from puzzles.run import evaluate_glauber, load_rows
+
+    model, tokenizer = load_model(args.model, args.device)
+    rows = load_rows(args.data) if args.data.endswith(".jsonl") else list(load_from_disk(args.data)["test"])
+    rows = rows[: args.limit]
+    records = evaluate_glauber(model, tokenizer, rows, _int_list(args.num_rounds), args.batch_size)
+    table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        extra = {"model": args.model, "data": args.data}
+        if records[0]["num_rounds"] == 0:
+            extra["draft_vs_final"] = fixes(records[0], records[-1])
+        write_results(records, out / "results.json", **extra)
+        plot_results(records, out / "results.png", f"{rows[0]['kind']} {rows[0]['size']}")
+        (out / "results.md").write_text(table + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

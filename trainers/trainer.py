@@ -139,9 +139,14 @@ class GlauberTrainer(Trainer):
         args, glauber = self.args, self.glauber
         canvas, frozen = inputs["canvas_ids"], inputs["frozen"].bool()
         batch, length = canvas.shape
-        if bool(glauber.suppress_mask[canvas].any()):
-            bad = sorted(set(canvas[glauber.suppress_mask[canvas]].tolist()))[:10]
-            raise ValueError(f"canvas_ids contain ids neither mode may emit (specials, sentinels, suppressed): {bad}")
+        # frozen cells (givens, fillers) are never emitted, so only free cells must be emittable
+        forbidden = glauber.suppress_mask[canvas] & ~frozen
+        if bool(forbidden.any()):
+            bad = sorted(set(canvas[forbidden].tolist()))[:10]
+            raise ValueError(
+                f"canvas_ids contain, at free (non-frozen) positions, ids neither mode may emit (specials, sentinels, "
+                f"suppressed): {bad}"
+            )
         schedule = glauber.schedule(length)
         total, k = schedule.total_steps, args.timesteps_per_chain
         generator = self._noise_generator()

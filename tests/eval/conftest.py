@@ -33,8 +33,7 @@ def tiny_glauber(num_rounds: int = 2, mask_window: int = 1, seed: int = 0, conte
         weight = model.time_conditioning.modulation.weight
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed + 1)) * 0.3)
     if content_ids is not None:
-        keep = set(content_ids)
-        model.config.suppressed_token_ids = [i for i in range(model.config.vocab_size) if i not in keep]
+        model.restrict_canvas_vocabulary(content_ids)
     return model
 
 

@@ -18,7 +18,7 @@ LENGTH = 3
 
 def toy_model(num_rounds: int):
     model = tiny_t5(num_rounds=num_rounds, dropout=0.0)
-    model.config.suppressed_token_ids = [i for i in range(model.config.vocab_size) if i not in ALPHABET]
+    model.restrict_canvas_vocabulary(ALPHABET)
     return model
 
 

@@ -1,0 +1,111 @@
+"""Evaluation harness: every method decodes the same rows; solved % (95 % Wilson CI), cell accuracy, model calls.
+
+A method is a callable `rows -> (predicted canvases, batched model calls per puzzle)`; the table and the plot
+(accuracy vs N and vs model calls) are built from the resulting records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from puzzles.metrics import evaluate_predictions, is_solved
+
+Method = Callable[[list[dict[str, Any]]], tuple[list[list[str]], int]]
+
+
+def run_method(name: str, method: Method, rows: list[dict[str, Any]], num_rounds: int | None = None) -> dict[str, Any]:
+    """One record: metrics of `method` on `rows`, its cost, and which rows it solved (for draft-vs-refined counts)."""
+    started = time.perf_counter()
+    predictions, calls = method(rows)
+    seconds = time.perf_counter() - started
+    return {
+        "method": name,
+        "num_rounds": num_rounds,
+        "model_calls": calls,
+        "seconds": round(seconds, 2),
+        **evaluate_predictions(predictions, rows),
+        "solved_rows": [bool(is_solved(p, r)) for p, r in zip(predictions, rows)],
+    }
+
+
+def fixes(draft: dict[str, Any], refined: dict[str, Any]) -> dict[str, int]:
+    """How many of the draft's failures the refined method solves (`fixed`), and the reverse (`broken`)."""
+    pairs = list(zip(draft["solved_rows"], refined["solved_rows"]))
+    return {
+        "draft_failures": sum(not d for d, _ in pairs),
+        "fixed": sum((not d) and r for d, r in pairs),
+        "broken": sum(d and not r for d, r in pairs),
+    }
+
+
+def format_table(records: Sequence[dict[str, Any]], draft_name: str | None = None) -> str:
+    """Markdown table; with `draft_name`, a column of draft failures each row fixes."""
+    draft = next((r for r in records if r["method"] == draft_name), None)
+    head = "| method | solved % (95% CI) | cell acc. % | model calls | seconds |"
+    rule = "|---|---|---|---|---|"
+    if draft is not None:
+        head += " draft failures fixed |"
+        rule += "---|"
+    lines = [head, rule]
+    for r in records:
+        line = (
+            f"| {r['method']} | {100 * r['solved']:.1f} ({100 * r['solved_ci_low']:.1f}–{100 * r['solved_ci_high']:.1f})"
+            f" | {100 * r['cell_accuracy']:.1f} | {r['model_calls']} | {r['seconds']:.1f} |"
+        )
+        if draft is not None:
+            f = fixes(draft, r)
+            line += f" {f['fixed']}/{f['draft_failures']} |" if r is not draft else " – |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Two panels: solved % vs N (Glauber rounds) and solved % vs model calls (every method), with 95 % CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_n, by_calls) = plt.subplots(1, 2, figsize=(10, 4))
+    glauber = sorted((r for r in records if r["num_rounds"] is not None), key=lambda r: r["num_rounds"])
+
+    def errors(rs):
+        return [[100 * (r["solved"] - r["solved_ci_low"]) for r in rs], [100 * (r["solved_ci_high"] - r["solved"]) for r in rs]]
+
+    if glauber:
+        by_n.errorbar([r["num_rounds"] for r in glauber], [100 * r["solved"] for r in glauber], yerr=errors(glauber),
+                      marker="o", capsize=3, label="Glauber (N = 0 is the causal draft)")
+        by_calls.errorbar([r["model_calls"] for r in glauber], [100 * r["solved"] for r in glauber],
+                          yerr=errors(glauber), marker="o", capsize=3, label="Glauber N = 0…")
+    for r in records:
+        if r["num_rounds"] is None:
+            by_calls.errorbar([r["model_calls"]], [100 * r["solved"]], yerr=errors([r]), marker="s", capsize=3,
+                              linestyle="none", label=r["method"])
+    by_n.set_xlabel("Glauber rounds N")
+    by_n.set_ylabel("puzzles solved (%)")
+    by_n.set_xticks([r["num_rounds"] for r in glauber])
+    by_calls.set_xlabel("batched model calls per puzzle")
+    by_calls.set_ylabel("puzzles solved (%)")
+    for ax in (by_n, by_calls):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_results(records: Sequence[dict[str, Any]], path: str | Path, **extra: Any) -> Path:
+    """JSON of every record (per-row solved flags dropped) plus `extra` fields (config, timings, machine)."""
+    slim = [{k: v for k, v in r.items() if k != "solved_rows"} for r in records]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**extra, "results": slim}, indent=2))
+    return path

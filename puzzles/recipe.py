@@ -1,0 +1,317 @@
+"""Puzzle training recipe: a small GlauberT5 from scratch, stage 1 (puzzle UL2 mixture), stage 2 (Glauber trainer).
+
+Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
+
+- S-task (CAUSAL-GEN): encoder `[S2S] + P + </s>`, decoder teacher-forced in the fixed random cell order π_0;
+  cross-entropy on the non-given cells.
+- R-task (MASK-INFILL): encoder `[NLU] + P + x̃ + </s>` where x̃ is the solution with a random fraction of free
+  cells replaced by random legal values (the draft errors refinement must fix) and a window of ≤ w cells replaced by
+  sentinels; the decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell.
+
+Stage 2 is `trainers.GlauberTrainer` (DWDSE against an EMA reference, plus the causal loss so the draft keeps
+improving). Both stages share `trainers`' data format (`input_ids`, `canvas_ids`, `frozen`); the encodings come
+from `modeling_glauber.infill`, so training sees exactly what `generate()` builds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration, Trainer, TrainerCallback
+from transformers import TrainingArguments
+
+from modeling_glauber import GlauberT5ForDiffusion
+from modeling_glauber.infill import build_prefix, concat_mode_inputs
+from puzzles.tokenizer import build_puzzle_tokenizer
+from puzzles.zebra import FILLER
+from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
+
+
+@dataclass
+class RecipeConfig:
+    """One JSON file of `examples/configs/`: data, model size, and the two training stages."""
+
+    kind: str = "sudoku"
+    size: int = 4  # Sudoku side; ignored for Zebra
+    houses: str = "3,4"  # Zebra sizes (comma lists)
+    attributes: str = "3,4"
+    n_train: int = 20000
+    n_test: int = 500
+    seed: int = 0
+    d_model: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    d_kv: int = 32
+    d_ff: int = 512
+    time_dim: int = 64
+    num_rounds: int = 3
+    mask_window: int = 1
+    stage1_steps: int = 1000
+    stage1_lr: float = 2e-3
+    stage1_batch: int = 64
+    causal_fraction: float = 0.3
+    infill_per_row: int = 4
+    max_corruption: float = 0.5
+    stage2_steps: int = 500
+    stage2_lr: float = 1e-3
+    stage2_batch: int = 32
+    timesteps_per_chain: int = 8
+    reference_update_steps: int = 50
+    reference_ema_decay: float = 0.9
+    causal_loss_weight: float = 1.0
+    stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
+    eval_batch: int = 256
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "RecipeConfig":
+        """Read a JSON config; `overrides` with value None are ignored."""
+        raw = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown recipe fields {sorted(unknown)}")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------ model + tokenizer
+def legal_canvas_tokens(kind: str, size: int | None = None) -> list[str]:
+    """Values a free canvas cell may hold: Sudoku `1..n`, Zebra `0..5`."""
+    if kind == "sudoku":
+        return [str(v) for v in range(1, int(size) + 1)]
+    if kind == "zebra":
+        return [str(v) for v in range(6)]
+    raise ValueError(f"kind must be 'sudoku' or 'zebra', got {kind!r}")
+
+
+def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
+    """A randomly initialised T5 of the recipe's size (the Glauber model's and the baselines' backbone)."""
+    t5 = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=cfg.d_model,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        d_kv=cfg.d_kv,
+        d_ff=cfg.d_ff,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        dropout_rate=0.0,
+    )
+    torch.manual_seed(cfg.seed)
+    return T5ForConditionalGeneration(t5)
+
+
+def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> GlauberT5ForDiffusion:
+    """The recipe's backbone converted with π_0 random and the recipe's N and w; only canvas values may be emitted."""
+    model = GlauberT5ForDiffusion.from_backbone(
+        build_backbone(cfg, tokenizer),
+        tokenizer,
+        num_rounds=cfg.num_rounds,
+        mask_window=cfg.mask_window,
+        causal_order="random",
+        time_frequency_dim=cfg.time_dim,
+        time_embedding_dim=cfg.time_dim,
+    )
+    # the Zebra filler is always frozen, so free cells can only ever take real values
+    model.restrict_canvas_vocabulary(tokenizer.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size)))
+    return model
+
+
+def build_tokenizer(cfg: RecipeConfig) -> PreTrainedTokenizerFast:
+    return build_puzzle_tokenizer(cfg.kind)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[GlauberT5ForDiffusion, PreTrainedTokenizerFast]:
+    """A saved puzzle checkpoint in fp32 (whatever dtype it was stored in) and its tokenizer."""
+    model = GlauberT5ForDiffusion.from_pretrained(str(path), dtype=torch.float32).to(device).eval()
+    return model, PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+@dataclass
+class PuzzleUL2Collator:
+    """Stage-1 batches for `GlauberT5ForDiffusion.forward` (τ = 1): S-task and R-task rows, see the module doc.
+
+    Rows are `tokenize_prompt_canvas_rows` rows; output the model's mode inputs (`input_ids`, `attention_mask`,
+    `decoder_input_ids`, `timesteps` = 1) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples (one scored cell each),
+    so that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows.
+    """
+
+    model: GlauberT5ForDiffusion
+    legal_ids: list[int]
+    causal_fraction: float = 0.3
+    infill_per_row: int = 4
+    max_corruption: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
+        self._base = GlauberDataCollator(self.model.config.pad_id)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        c = self.model.config
+        batch = self._base(features)
+        canvas, frozen = batch["canvas_ids"], batch["frozen"]
+        rows, length = canvas.shape
+        prefix = build_prefix(
+            batch["input_ids"], batch["attention_mask"], rows, s_mode_token_id=c.s_mode_token_id,
+            r_mode_token_id=c.r_mode_token_id, eos_token_id=c.eos_id, pad_token_id=c.pad_id, device=canvas.device,
+        )
+        causal = torch.as_tensor(self._rng.random(rows) < self.causal_fraction)
+        c_rows = causal.nonzero().flatten()
+        i_rows = (~causal).nonzero().flatten().repeat_interleave(self.infill_per_row)
+        batches, labels = [], []
+        if len(c_rows):
+            order = self.model.schedule(length).causal_order_positions
+            batches.append(self.model.causal_inputs(prefix.select(c_rows), canvas[c_rows]))
+            labels.append(canvas[c_rows][:, order].masked_fill(frozen[c_rows][:, order], -100))
+        if len(i_rows):
+            context, window, valid, target = self._infill_rows(canvas[i_rows], frozen[i_rows])
+            batches.append(self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0))
+            labels.append(torch.stack([torch.full_like(target, -100), target], dim=1))
+        inputs = concat_mode_inputs(batches, c.pad_id)
+        width = inputs["decoder_input_ids"].shape[1]
+        inputs["labels"] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-100) for t in labels])
+        return inputs
+
+    def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
+        """Corrupt a random fraction ρ ~ U(0, max_corruption) of free cells, then mask a window at a free cell."""
+        w = self.model.config.mask_window
+        rows, length = canvas.shape
+        legal = torch.tensor(self.legal_ids, dtype=torch.long)
+        context = canvas.clone()
+        window = torch.zeros((rows, w), dtype=torch.long)
+        valid = torch.zeros((rows, w), dtype=torch.bool)
+        for r in range(rows):
+            free = (~frozen[r]).nonzero().flatten().numpy()
+            picked = self._rng.permutation(free)[: int(self._rng.integers(1, min(w, len(free)) + 1))]
+            window[r, : len(picked)] = torch.as_tensor(picked)
+            valid[r, : len(picked)] = True
+            rho = self._rng.random() * self.max_corruption
+            noisy = free[self._rng.random(len(free)) < rho]
+            context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
+        return context, window, valid, canvas[torch.arange(rows), window[:, 0]]
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once `seconds` of wall time have passed since `train()` began."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.started = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds is not None and time.perf_counter() - self.started >= self.seconds:
+            control.should_training_stop = True
+
+
+def _common_args(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int) -> dict[str, Any]:
+    return dict(
+        output_dir=out,
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch,
+        warmup_steps=min(100, steps // 10),
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        logging_steps=max(1, steps // 20),
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+        bf16=precision == "bf16",
+        seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
+                 budget_s: float | None = None) -> dict[str, Any]:
+    """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
+    legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
+    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption, cfg.seed)
+    args = TrainingArguments(**_common_args(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
+                                            precision, cfg.seed))
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
+                      callbacks=[TimeBudget(budget_s)])
+    return _run(trainer)
+
+
+def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
+                 budget_s: float | None = None) -> dict[str, Any]:
+    """Stage 2: `GlauberTrainer` (DWDSE + causal loss on the data) from the stage-1 weights."""
+    args = GlauberTrainingArguments(
+        **_common_args(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
+        timesteps_per_chain=cfg.timesteps_per_chain,
+        reference_update_steps=cfg.reference_update_steps,
+        reference_ema_decay=cfg.reference_ema_decay,
+        causal_loss_weight=cfg.causal_loss_weight,
+    )
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=train_ds, callbacks=[TimeBudget(budget_s)])
+    summary = _run(trainer)
+    summary["noising_seconds"] = round(trainer.noising_seconds, 1)
+    return summary
+
+
+def _run(trainer: Trainer) -> dict[str, Any]:
+    started = time.perf_counter()
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {
+        "steps": trainer.state.global_step,
+        "seconds": round(time.perf_counter() - started, 1),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "losses": losses,
+    }
+
+
+def tokenized(ds, tokenizer: PreTrainedTokenizerFast):
+    """`prompt`/`canvas`/`frozen` string rows → the trainers' `input_ids`/`canvas_ids`/`frozen` rows."""
+    return tokenize_prompt_canvas_rows(ds.select_columns(["prompt", "canvas", "frozen"]), tokenizer)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def canvas_inputs(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerFast, device: str = "cpu"):
+    """Prompts (left-padded), canvases holding only the givens (pad elsewhere) and frozen masks, as tensors."""
+    prompts = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.as_tensor(p)
+        mask[i, width - len(p):] = 1
+    frozen = torch.as_tensor([list(r["frozen"]) for r in rows], dtype=torch.bool)
+    solution = torch.as_tensor([tokenizer(r["canvas"], add_special_tokens=False)["input_ids"] for r in rows])
+    canvas = torch.where(frozen, solution, torch.full_like(solution, tokenizer.pad_token_id))
+    return ids.to(device), mask.to(device), canvas.to(device), frozen.to(device)
+
+
+@torch.no_grad()
+def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                        num_rounds: int, batch_size: int = 256) -> tuple[list[list[str]], int]:
+    """Greedy reverse process with `num_rounds` rounds (0 = the causal draft): canvases and model calls per batch."""
+    predictions, calls = [], 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ids, mask, canvas, frozen = canvas_inputs(chunk, tokenizer, model.device)
+        out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen,
+                             num_rounds=num_rounds, do_sample=False, return_dict_in_generate=True)
+        calls = max(calls, out.num_model_calls)
+        predictions += [tokenizer.convert_ids_to_tokens(row) for row in out.sequences.tolist()]
+    return predictions, calls

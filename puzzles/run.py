@@ -1,0 +1,199 @@
+"""End-to-end puzzle run shared by `examples/sudoku.py`, `examples/zebra.py` and the demo: data → stage 1 → stage 2
+→ evaluation (Glauber N = 0 … N_max, optional baselines) → checkpoint, results JSON, Markdown table and PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import DatasetDict, load_from_disk
+from transformers import Trainer, TrainingArguments
+
+from puzzles import data
+from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
+from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
+from puzzles.recipe import (
+    RecipeConfig,
+    TimeBudget,
+    _common_args,
+    build_backbone,
+    build_model,
+    build_tokenizer,
+    glauber_predictions,
+    legal_canvas_tokens,
+    load_model,
+    tokenized,
+    train_stage1,
+    train_stage2,
+)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> None:
+    parser.add_argument("--config", default=default_config, help="recipe JSON (examples/configs/)")
+    parser.add_argument("--data", help="dataset dir from `glauber puzzles make`; generated in the run when omitted")
+    parser.add_argument("--out", required=True, help="output dir: model/, results.json, results.md, results.png")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="training autocast precision")
+    parser.add_argument("--time-budget-s", type=float, help="wall-clock training budget; then evaluate and save")
+    parser.add_argument("--stage1-steps", type=int)
+    parser.add_argument("--stage2-steps", type=int)
+    parser.add_argument("--n-train", type=int)
+    parser.add_argument("--n-test", type=int)
+    parser.add_argument("--eval-limit", type=int, help="evaluate on the first K test puzzles only")
+    parser.add_argument("--baselines", action="store_true", help="also train and evaluate the MDM and AR baselines")
+    parser.add_argument("--baseline-steps", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
+    parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spin-wait stalls on a busy machine)")
+
+
+def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int) -> DatasetDict:
+    if data_dir:
+        return load_from_disk(data_dir)
+    if cfg.kind == "sudoku":
+        ds, _ = data.build_sudoku(cfg.size, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
+    else:
+        sizes = [(int(h), int(a)) for h in cfg.houses.split(",") for a in cfg.attributes.split(",")]
+        ds, _ = data.build_zebra(sizes, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
+    return ds
+
+
+def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int) -> list[dict]:
+    """Glauber with each N in `rounds` (0 = the causal draft in order π_0), each N its own greedy call."""
+    model.eval()
+    return [
+        run_method("causal draft (N=0, random order)" if n == 0 else f"Glauber N={n}",
+                   lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size), rows, n)
+        for n in rounds
+    ]
+
+
+def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, device: str, precision: str,
+                    steps: int, budget_s: float | None) -> list[dict]:
+    """MDM (Top-K probability and margin decoding) and AR-in-solver-order, same backbone size and data."""
+    legal_words = legal_canvas_tokens(cfg.kind, cfg.size)
+    legal = tokenizer.convert_tokens_to_ids(legal_words)
+    mdm = build_backbone(cfg, tokenizer)
+    ar = build_backbone(cfg, tokenizer)
+    collators = {
+        "mdm": (mdm, MaskedDiffusionCollator(mdm, tokenizer.convert_tokens_to_ids("<extra_id_0>"), cfg.seed),
+                tokenized(train_ds, tokenizer)),
+        "ar": (ar, SolverOrderCollator(tokenizer), train_ds),
+    }
+    summaries = {}
+    for name, (model, collator, ds) in collators.items():
+        args = TrainingArguments(**_common_args(str(out / f"baseline-{name}"), steps, cfg.stage1_lr, cfg.stage1_batch,
+                                                device, precision, cfg.seed))
+        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
+                          callbacks=[TimeBudget(budget_s)])
+        started = time.perf_counter()
+        trainer.train()
+        summaries[name] = {"steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
+        model.eval()
+    records = [
+        run_method("MDM Top-K probability", lambda r: mdm_predictions(mdm, tokenizer, r, legal, "probability",
+                                                                      cfg.eval_batch), rows),
+        run_method("MDM Top-K margin", lambda r: mdm_predictions(mdm, tokenizer, r, legal, "margin", cfg.eval_batch),
+                   rows),
+        run_method("AR, solver order", lambda r: solver_order_predictions(ar, tokenizer, r, legal_words,
+                                                                           cfg.eval_batch), rows),
+    ]
+    for r in records:
+        r["training"] = summaries["ar" if r["method"].startswith("AR") else "mdm"]
+    return records
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole recipe; prints the table and returns the results dict (also written to `--out`)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = RecipeConfig.load(args.config, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                            n_train=args.n_train, n_test=args.n_test)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ds = load_or_make_data(cfg, args.data, args.workers)
+    data_seconds = time.perf_counter() - started
+    tokenizer = build_tokenizer(cfg)
+    model = (load_model(args.init_from)[0] if args.init_from else build_model(cfg, tokenizer)).to(args.device)
+    train_ds = tokenized(ds["train"], tokenizer)
+    budget = args.time_budget_s
+    s1_budget = None if budget is None else budget * cfg.stage1_budget_fraction
+    stage1 = train_stage1(model, train_ds, cfg, str(out / "stage1"), args.device, args.precision, s1_budget)
+    s2_budget = None if budget is None else max(0.0, budget - (time.perf_counter() - started - data_seconds))
+    stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget)
+    model.eval()
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+
+    rows = list(ds["test"])[: args.eval_limit]
+    save_rows(rows, out / "test.jsonl")
+    records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)
+    if args.baselines:
+        records += train_baselines(cfg, tokenizer, ds["train"], rows, out, args.device, args.precision,
+                                   args.baseline_steps, budget)
+    draft, best = records[0], records[cfg.num_rounds]
+    summary = {
+        "config": cfg.to_dict(),
+        "machine": {"platform": platform.platform(), "device": args.device,
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+                    "torch_threads": torch.get_num_threads()},
+        "parameters": model.time_conditioning_overhead(),
+        "data_seconds": round(data_seconds, 1),
+        "stage1": stage1,
+        "stage2": stage2,
+        "draft_vs_final": fixes(draft, best),
+    }
+    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"zebra {cfg.houses} x {cfg.attributes}"
+    table = format_table(records, draft["method"])
+    write_results(records, out / "results.json", **summary)
+    plot_results(records, out / "results.png", title)
+    (out / "results.md").write_text(table + "\n")
+    print(table)
+    print(json.dumps({k: summary[k] for k in ("parameters", "draft_vs_final")}))
+    return summary
+
+
+def save_rows(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Dataset rows as JSON lines (the held-out set travels with a checkpoint)."""
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def load_rows(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def save_demo_asset(model, tokenizer, rows: list[dict[str, Any]], out: str | Path) -> Path:
+    """fp16 safetensors checkpoint + tokenizer + held-out rows, written beside `out` and moved into place; checks
+    that it reloads in fp32. The code files are left out: the installed package provides them (a copy would go
+    stale), and `load_model` uses the registered classes."""
+    import shutil
+    import tempfile
+
+    from puzzles.recipe import load_model
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.half().save_pretrained(staging)
+        model.float()
+        tokenizer.save_pretrained(staging)
+        for code in staging.glob("*.py"):
+            code.unlink()
+        save_rows(rows, staging / "test.jsonl")
+        reloaded, _ = load_model(staging)
+        if reloaded.dtype != torch.float32:
+            raise RuntimeError(f"{out} reloaded as {reloaded.dtype}, expected float32")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out

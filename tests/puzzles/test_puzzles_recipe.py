@@ -1,0 +1,153 @@
+"""Training recipe, evaluation harness, baselines and the shipped demo checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from puzzles import data
+from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
+from puzzles.evaluation import fixes, format_table, plot_results, run_method
+from puzzles.metrics import evaluate_predictions
+from puzzles.recipe import (
+    PuzzleUL2Collator,
+    RecipeConfig,
+    build_backbone,
+    build_model,
+    build_tokenizer,
+    glauber_predictions,
+    legal_canvas_tokens,
+    load_model,
+    tokenized,
+    train_stage1,
+    train_stage2,
+)
+from puzzles.run import load_rows, save_demo_asset
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSET = ROOT / "assets" / "sudoku-4x4"
+TINY = dict(size=4, d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64, time_dim=16, stage1_batch=16,
+            stage2_batch=4, timesteps_per_chain=2, reference_update_steps=2, stage1_lr=3e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread avoids spin-wait stalls when the CPU is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sudoku4():
+    ds, _ = data.build_sudoku(4, 96, 16, seed=3, workers=1, progress=False)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def tiny(sudoku4):
+    cfg = RecipeConfig(**TINY)
+    tok = build_tokenizer(cfg)
+    return cfg, tok, build_model(cfg, tok), tokenized(sudoku4["train"], tok)
+
+
+def test_solver_evaluation_on_correct_and_wrong_grids(sudoku4):
+    rows = list(sudoku4["test"])[:4]
+    right = [r["canvas"].split() for r in rows]
+    wrong = [list(c) for c in right]
+    free = [i for i, f in enumerate(rows[0]["frozen"]) if not f]
+    wrong[0][free[0]], wrong[0][free[1]] = wrong[0][free[1]], wrong[0][free[0]]  # keeps the multiset, breaks a unit
+    if wrong[0] == right[0]:
+        wrong[0][free[0]] = "1" if right[0][free[0]] != "1" else "2"
+    metrics = evaluate_predictions(right, rows)
+    assert metrics["solved"] == 1.0 and metrics["cell_accuracy"] == 1.0
+    broken = evaluate_predictions(wrong, rows)
+    assert broken["solved"] == 0.75 and broken["cell_accuracy"] < 1.0
+    draft = run_method("draft", lambda r: (wrong, 0), rows, 0)
+    refined = run_method("refined", lambda r: (right, 0), rows, 1)
+    assert fixes(draft, refined) == {"draft_failures": 1, "fixed": 1, "broken": 0}
+    assert "1/1" in format_table([draft, refined], "draft")
+
+
+def test_stage1_collator_encodes_both_modes(tiny):
+    cfg, tok, model, train = tiny
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    collator = PuzzleUL2Collator(model, legal, causal_fraction=0.5, infill_per_row=3, seed=1)
+    features = [train[i] for i in range(8)]
+    batch = collator(features)
+    c = model.config
+    causal = batch["input_ids"][:, 0] == c.s_mode_token_id
+    infill = batch["input_ids"][:, 0] == c.r_mode_token_id
+    assert int(causal.sum()) + int(infill.sum()) == batch["input_ids"].shape[0]
+    assert int(infill.sum()) % 3 == 0
+    sentinel = c.sentinel_token_ids[0]
+    assert bool((batch["input_ids"][infill] == sentinel).sum(dim=1).eq(1).all())
+    assert bool((batch["decoder_input_ids"][infill, 1] == sentinel).all())
+    # causal labels are the non-given cells in π_0 order; infill rows score one legal value
+    assert bool((batch["labels"][causal] != -100).any())
+    assert set(batch["labels"][infill, 1].tolist()) <= set(legal)
+
+
+def test_training_smoke_decreases_loss_and_generates(tiny, sudoku4, tmp_path):
+    cfg, tok, model, train = tiny
+    torch.manual_seed(0)
+    cfg.stage1_steps, cfg.stage2_steps = 40, 3
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert stage1["steps"] == 40
+    assert stage1["last_loss"] < stage1["first_loss"]
+    stage2 = train_stage2(model, train, cfg, str(tmp_path / "s2"))
+    assert stage2["steps"] == 3 and math.isfinite(stage2["last_loss"])
+    model.eval()
+    rows = list(sudoku4["test"])[:8]
+    predictions, calls = glauber_predictions(model, tok, rows, num_rounds=2)
+    assert calls <= 3 * 16 and all(len(p) == 16 for p in predictions)
+    for pred, row in zip(predictions, rows):
+        assert all(p == c for p, c, f in zip(pred, row["canvas"].split(), row["frozen"]) if f)  # givens kept
+        assert set(pred) <= set(legal_canvas_tokens("sudoku", 4))
+
+
+def test_baselines_decode_in_the_same_harness(tiny, sudoku4):
+    cfg, tok, _, train = tiny
+    rows = list(sudoku4["test"])[:6]
+    legal_words = legal_canvas_tokens("sudoku", 4)
+    mdm = build_backbone(cfg, tok).eval()
+    batch = MaskedDiffusionCollator(mdm, tok.convert_tokens_to_ids("<extra_id_0>"))([train[i] for i in range(4)])
+    with torch.no_grad():
+        assert float(mdm(**batch).loss) > 0
+    blanks = max(16 - sum(r["frozen"]) for r in rows)
+    for score in ("probability", "margin"):
+        preds, calls = mdm_predictions(mdm, tok, rows, tok.convert_tokens_to_ids(legal_words), score)
+        assert calls == blanks and all(set(p) <= set(legal_words) for p in preds)
+    ar = build_backbone(cfg, tok).eval()
+    batch = SolverOrderCollator(tok)(rows[:3])
+    with torch.no_grad():
+        assert float(ar(**batch).loss) > 0
+    preds, calls = solver_order_predictions(ar, tok, rows, legal_words)
+    assert calls == 3 * blanks and all(len(p) == 16 for p in preds)
+
+
+def test_fp16_asset_round_trip(tiny, sudoku4, tmp_path):
+    _, tok, model, _ = tiny
+    rows = list(sudoku4["test"])[:2]
+    out = save_demo_asset(model, tok, rows, tmp_path / "asset")
+    assert model.dtype == torch.float32
+    reloaded, tok2 = load_model(out)
+    assert reloaded.dtype == torch.float32 and load_rows(out / "test.jsonl") == rows
+    assert reloaded.config.suppressed_token_ids == model.config.suppressed_token_ids
+    assert len(tok2) == len(tok)
+
+
+@pytest.mark.skipif(not (ASSET / "model.safetensors").exists(), reason="demo checkpoint not shipped")
+def test_shipped_demo_checkpoint_beats_its_draft(tmp_path):
+    model, tok = load_model(ASSET)
+    assert next(model.parameters()).dtype == torch.float32
+    rows = load_rows(ASSET / "test.jsonl")[:96]
+    draft = run_method("draft", lambda r: glauber_predictions(model, tok, r, 0), rows, 0)
+    refined = run_method("N=3", lambda r: glauber_predictions(model, tok, r, 3), rows, 3)
+    assert refined["solved"] > draft["solved"]
+    assert fixes(draft, refined)["fixed"] > 0
+    assert plot_results([draft, refined], tmp_path / "p.png").stat().st_size > 0
