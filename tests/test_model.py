@@ -214,3 +214,29 @@ def test_generation_config_and_hf_kwargs_are_accepted(t5_model):
     config = GenerationConfig(max_new_tokens=4, do_sample=False)
     out = t5_model.generate(generation_config=config, use_cache=True, pad_token_id=0, eos_token_id=1)
     assert out.shape == (1, 4)
+
+
+def test_tokenizer_without_sentinels_gets_them_added_and_embeddings_resized(caplog):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5GemmaConfig, T5GemmaForConditionalGeneration
+
+    words = ["<pad>", "</s>", "<bos>", "<unk>"] + [f"w{i}" for i in range(40)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", bos_token="<bos>",
+                                  unk_token="<unk>")
+    module = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, vocab_size=len(tok))
+    torch.manual_seed(0)
+    backbone = T5GemmaForConditionalGeneration(
+        T5GemmaConfig(encoder=dict(module), decoder=dict(module), pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    )
+    with caplog.at_level("WARNING"):
+        model = GlauberT5ForDiffusion.from_backbone(backbone, tok, mask_window=3)
+    assert "had no sentinels" in caplog.text
+    assert tok.convert_ids_to_tokens(model.config.sentinel_token_ids[:3]) == [f"<extra_id_{i}>" for i in range(3)]
+    assert model.config.vocab_size == len(tok) == 44 + 8
+    assert model.get_input_embeddings().weight.shape[0] == model.get_output_embeddings().weight.shape[0] == 52
+    assert model.config.decoder_start_id == 2  # T5-Gemma starts the decoder with bos
+    out = model.generate(**tok(["w1 w2"], return_tensors="pt"), max_new_tokens=4, seed=0)
+    assert out.shape == (1, 4) and not model.suppress_mask[out].any()
