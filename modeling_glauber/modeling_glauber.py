@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
 
-from .configuration_glauber import GlauberT5Config
+from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
 from .infill import (
     GlauberPrefix,
     build_prefix,
@@ -585,8 +585,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             model = backbone
         else:
             model = AutoModelForSeq2SeqLM.from_pretrained(backbone, **from_pretrained_kwargs)
-        if model.config.model_type not in ("t5", "t5gemma"):
-            raise ValueError(f"backbone model_type {model.config.model_type!r} is not supported; allowed: ('t5', 't5gemma')")
+        if model.config.model_type not in SUPPORTED_BACKBONES:
+            raise ValueError(
+                f"backbone model_type {model.config.model_type!r} is not supported; allowed: {SUPPORTED_BACKBONES}"
+            )
         vocab = model.get_output_embeddings().weight.shape[0]
         sentinels, mode_ids, suppressed = _special_ids(model, tokenizer, vocab, max(8, mask_window))
         config = GlauberT5Config(

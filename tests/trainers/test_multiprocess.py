@@ -17,7 +17,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
                os.path.join(HERE, "ddp_train_script.py"), str(tmp_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     a, b = ranks[0]["state"], ranks[1]["state"]
     assert a.keys() == b.keys() and any(k.startswith("reference.") for k in a)
