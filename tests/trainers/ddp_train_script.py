@@ -1,4 +1,4 @@
-"""Run by test_multiprocess.py under `torchrun --nproc_per_node 2` (gloo on CPU): a few DDP steps, then dump weights."""
+"""Run by test_multiprocess.py under torchrun or accelerate launch (2 ranks, gloo on CPU): a few DDP steps, then dump weights."""
 
 from __future__ import annotations
 
