@@ -296,7 +296,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             prefix, canvas, window_positions, window_valid, self.sentinel_ids, self.config.eos_id
         )
         dec_ids = infill_decoder_inputs(
-            canvas.shape[0], self.config.decoder_start_id, int(self.sentinel_ids[0]), canvas.device
+            canvas.shape[0], self.config.decoder_start_id, self.config.sentinel_token_ids[0], canvas.device
         )
         tau = torch.as_tensor(timesteps, dtype=torch.float32, device=canvas.device).reshape(-1)
         return {

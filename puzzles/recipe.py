@@ -218,7 +218,7 @@ class TimeBudget(TrainerCallback):
             control.should_training_stop = True
 
 
-def _common_args(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int) -> dict[str, Any]:
+def common_training_arguments(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int) -> dict[str, Any]:
     return dict(
         output_dir=out,
         max_steps=steps,
@@ -245,7 +245,7 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
     collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption, cfg.seed)
-    args = TrainingArguments(**_common_args(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
+    args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                             precision, cfg.seed))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
                       callbacks=[TimeBudget(budget_s)])
@@ -256,7 +256,7 @@ def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
                  budget_s: float | None = None) -> dict[str, Any]:
     """Stage 2: `GlauberTrainer` (DWDSE + causal loss on the data) from the stage-1 weights."""
     args = GlauberTrainingArguments(
-        **_common_args(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
+        **common_training_arguments(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
         timesteps_per_chain=cfg.timesteps_per_chain,
         reference_update_steps=cfg.reference_update_steps,
         reference_ema_decay=cfg.reference_ema_decay,

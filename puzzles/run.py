@@ -20,7 +20,7 @@ from puzzles.evaluation import fixes, format_table, plot_results, run_method, wr
 from puzzles.recipe import (
     RecipeConfig,
     TimeBudget,
-    _common_args,
+    common_training_arguments,
     build_backbone,
     build_model,
     build_tokenizer,
@@ -87,7 +87,7 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
     }
     summaries = {}
     for name, (model, collator, ds) in collators.items():
-        args = TrainingArguments(**_common_args(str(out / f"baseline-{name}"), steps, cfg.stage1_lr, cfg.stage1_batch,
+        args = TrainingArguments(**common_training_arguments(str(out / f"baseline-{name}"), steps, cfg.stage1_lr, cfg.stage1_batch,
                                                 device, precision, cfg.seed))
         trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
                           callbacks=[TimeBudget(budget_s)])
