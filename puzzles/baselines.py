@@ -21,6 +21,7 @@ import torch
 from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 
 from modeling_glauber.infill import build_prefix, infill_encoder_inputs, mask_canvas
+from puzzles.metrics import givens
 from puzzles.recipe import canvas_inputs
 from trainers import GlauberDataCollator
 
@@ -155,7 +156,7 @@ def solver_order_predictions(model: T5ForConditionalGeneration, tokenizer: PreTr
                              logits_processor=[_Grammar(grammar)])
         calls = max(calls, steps)
         for row, ids in zip(chunk, out[:, 1:].tolist()):
-            cells = row["prompt"].split()
+            cells = givens(row)
             words = tokenizer.convert_ids_to_tokens(ids)
             for r, c, v in zip(words[0::3], words[1::3], words[2::3]):
                 p = int(r) * width + int(c)

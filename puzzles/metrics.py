@@ -96,7 +96,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def is_solved(pred: Tokens, row: Mapping[str, Any]) -> bool:
     """Check one predicted canvas against its dataset row."""
     if row["kind"] == "sudoku":
-        return sudoku_is_solved(pred, row["prompt"])
+        return sudoku_is_solved(pred, givens(row))
     if row["kind"] == "zebra":
         size = row["size"]
         if len(_tokens(pred)) != len(_tokens(row["canvas"])):
@@ -104,6 +104,11 @@ def is_solved(pred: Tokens, row: Mapping[str, Any]) -> bool:
         table = zebra_canvas_to_table(pred, size)
         return zebra_is_solved(table, row["clues"], zebra_canvas_to_table(row["canvas"], size))
     raise ValueError(f"unknown puzzle kind {row['kind']!r}")
+
+
+def givens(row: Mapping[str, Any]) -> list[str]:
+    """The row's canvas with its free cells blanked (``_``): the Sudoku puzzle, whatever the prompt layout."""
+    return [t if f else "_" for t, f in zip(_tokens(row["canvas"]), row["frozen"])]
 
 
 def evaluate_predictions(predictions: Sequence[Tokens], rows: Sequence[Mapping[str, Any]]) -> dict[str, float | int]:

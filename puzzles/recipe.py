@@ -5,8 +5,11 @@ Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
 - S-task (CAUSAL-GEN): encoder `[S2S] + P + </s>`, decoder teacher-forced in the fixed random cell order π_0;
   cross-entropy on the non-given cells.
 - R-task (MASK-INFILL): encoder `[NLU] + P + x̃ + </s>` where x̃ is the solution with a random fraction of free
-  cells replaced by random legal values (the draft errors refinement must fix) and a window of ≤ w cells replaced by
-  sentinels; the decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell.
+  cells replaced by random legal values (the draft errors refinement must fix) or, for a `relabel_corruption` share
+  of examples, by the solution's values under a random permutation of the legal values (a consistent wrong grid, the
+  way a failed causal draft usually looks: most of its cells wrong, rows still permutations), and 1 … max(w, `infill_targets`)
+  cells replaced by sentinels; the decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell and,
+  UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass.
 
 Stage 2 is `trainers.GlauberTrainer` (DWDSE against an EMA reference, plus the causal loss so the draft keeps
 improving). Both stages share `trainers`' data format (`input_ids`, `canvas_ids`, `frozen`); the encodings come
@@ -27,7 +30,7 @@ from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGene
 from transformers import TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
-from modeling_glauber.infill import build_prefix, concat_mode_inputs
+from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
 from puzzles.tokenizer import build_puzzle_tokenizer
 from puzzles.zebra import FILLER
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
@@ -49,6 +52,10 @@ class RecipeConfig:
     num_heads: int = 4
     d_kv: int = 32
     d_ff: int = 512
+    # T5 buckets relative distances logarithmically beyond num_buckets/4 in the encoder; a 9×9 canvas cell is 81
+    # positions after its prompt cell and 9·k after its column mates, which 32 buckets cannot tell apart
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
     time_dim: int = 64
     num_rounds: int = 3
     mask_window: int = 1
@@ -57,6 +64,8 @@ class RecipeConfig:
     stage1_batch: int = 64
     causal_fraction: float = 0.3
     infill_per_row: int = 4
+    infill_targets: int = 1  # masked (and scored) cells per R-task example, at least the mask window
+    relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     max_corruption: float = 0.5
     stage2_steps: int = 500
     stage2_lr: float = 1e-3
@@ -102,6 +111,8 @@ def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> T5F
         num_heads=cfg.num_heads,
         d_kv=cfg.d_kv,
         d_ff=cfg.d_ff,
+        relative_attention_num_buckets=cfg.relative_attention_num_buckets,
+        relative_attention_max_distance=cfg.relative_attention_max_distance,
         decoder_start_token_id=tokenizer.pad_token_id,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -143,8 +154,9 @@ class PuzzleUL2Collator:
     """Stage-1 batches for `GlauberT5ForDiffusion.forward` (τ = 1): S-task and R-task rows, see the module doc.
 
     Rows are `tokenize_prompt_canvas_rows` rows; output the model's mode inputs (`input_ids`, `attention_mask`,
-    `decoder_input_ids`, `timesteps` = 1) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples (one scored cell each),
-    so that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows.
+    `decoder_input_ids`, `timesteps` = 1) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples, so
+    that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows. Each
+    example masks 1 … max(w, `infill_targets`) free cells and scores all of them (`infill_span_targets`).
     """
 
     model: GlauberT5ForDiffusion
@@ -152,9 +164,13 @@ class PuzzleUL2Collator:
     causal_fraction: float = 0.3
     infill_per_row: int = 4
     max_corruption: float = 0.5
+    infill_targets: int = 1
+    relabel_corruption: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
+        if not 0.0 <= self.relabel_corruption <= 1.0:
+            raise ValueError(f"relabel_corruption must be in [0, 1], got {self.relabel_corruption}")
         self._rng = np.random.default_rng(self.seed)
         self._base = GlauberDataCollator(self.model.config.pad_id)
 
@@ -176,17 +192,23 @@ class PuzzleUL2Collator:
             batches.append(self.model.causal_inputs(prefix.select(c_rows), canvas[c_rows]))
             labels.append(canvas[c_rows][:, order].masked_fill(frozen[c_rows][:, order], -100))
         if len(i_rows):
-            context, window, valid, target = self._infill_rows(canvas[i_rows], frozen[i_rows])
-            batches.append(self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0))
-            labels.append(torch.stack([torch.full_like(target, -100), target], dim=1))
+            context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows])
+            inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
+            targets = canvas[i_rows].gather(1, window)
+            inputs["decoder_input_ids"], span_labels = infill_span_targets(
+                targets, valid, c.decoder_start_id, self.model.sentinel_ids
+            )
+            batches.append(inputs)
+            labels.append(span_labels)
         inputs = concat_mode_inputs(batches, c.pad_id)
         width = inputs["decoder_input_ids"].shape[1]
         inputs["labels"] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-100) for t in labels])
         return inputs
 
     def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
-        """Corrupt a random fraction ρ ~ U(0, max_corruption) of free cells, then mask a window at a free cell."""
-        w = self.model.config.mask_window
+        """Corrupt a random fraction of the free cells (uniform noise: ρ ~ U(0, max_corruption); relabelling:
+        ρ ~ U(0, 1)), then mask 1 … m of the free cells."""
+        w = min(max(self.model.config.mask_window, self.infill_targets), len(self.model.sentinel_ids))
         rows, length = canvas.shape
         legal = torch.tensor(self.legal_ids, dtype=torch.long)
         context = canvas.clone()
@@ -197,10 +219,15 @@ class PuzzleUL2Collator:
             picked = self._rng.permutation(free)[: int(self._rng.integers(1, min(w, len(free)) + 1))]
             window[r, : len(picked)] = torch.as_tensor(picked)
             valid[r, : len(picked)] = True
-            rho = self._rng.random() * self.max_corruption
+            relabelled = self._rng.random() < self.relabel_corruption
+            rho = self._rng.random() * (1.0 if relabelled else self.max_corruption)
             noisy = free[self._rng.random(len(free)) < rho]
-            context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
-        return context, window, valid, canvas[torch.arange(rows), window[:, 0]]
+            if relabelled:
+                relabel = dict(zip(self.legal_ids, legal[self._rng.permutation(len(legal))].tolist()))
+                context[r, noisy] = torch.as_tensor([relabel[int(v)] for v in canvas[r, noisy]], dtype=torch.long)
+            else:
+                context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
+        return context, window, valid
 
 
 class TimeBudget(TrainerCallback):
@@ -244,7 +271,8 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
                  budget_s: float | None = None) -> dict[str, Any]:
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
-    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption, cfg.seed)
+    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
+                                 cfg.infill_targets, cfg.relabel_corruption, cfg.seed)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                             precision, cfg.seed))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,

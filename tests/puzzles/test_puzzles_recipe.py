@@ -11,7 +11,7 @@ import torch
 from puzzles import data
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
 from puzzles.evaluation import fixes, format_table, plot_results, run_method
-from puzzles.metrics import evaluate_predictions
+from puzzles.metrics import evaluate_predictions, givens
 from puzzles.recipe import (
     PuzzleUL2Collator,
     RecipeConfig,
@@ -73,6 +73,26 @@ def test_solver_evaluation_on_correct_and_wrong_grids(sudoku4):
     assert "1/1" in format_table([draft, refined], "draft")
 
 
+def test_solved_check_takes_givens_from_the_frozen_canvas_cells(sudoku4):
+    row = dict(sudoku4["test"][0], prompt="unused")
+    solution = row["canvas"].split()
+    assert givens(row) == [v if f else "_" for v, f in zip(solution, row["frozen"])]
+    assert evaluate_predictions([solution], [row])["solved"] == 1.0
+    # a valid grid that overwrites a given is not a solution of this puzzle
+    other = {"1": "2", "2": "1", "3": "4", "4": "3"}
+    relabelled = [other[v] for v in solution]
+    assert evaluate_predictions([relabelled], [row])["solved"] == 0.0
+
+
+def test_recipe_sets_the_backbone_relative_position_buckets(sudoku4):
+    cfg = RecipeConfig(**TINY, relative_attention_num_buckets=144, relative_attention_max_distance=144)
+    backbone = build_backbone(cfg, build_tokenizer(cfg))
+    assert backbone.config.relative_attention_num_buckets == 144
+    assert backbone.config.relative_attention_max_distance == 144
+    bias = backbone.encoder.block[0].layer[0].SelfAttention.relative_attention_bias
+    assert bias.num_embeddings == 144
+
+
 def test_stage1_collator_encodes_both_modes(tiny):
     cfg, tok, model, train = tiny
     legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
@@ -90,6 +110,56 @@ def test_stage1_collator_encodes_both_modes(tiny):
     # causal labels are the non-given cells in π_0 order; infill rows score one legal value
     assert bool((batch["labels"][causal] != -100).any())
     assert set(batch["labels"][infill, 1].tolist()) <= set(legal)
+
+
+def _infill_only_batch(tiny, rows: int, per_row: int, **collator_kwargs):
+    """An R-task-only stage-1 batch, with each example's solution and frozen mask and the canvas the encoder sees."""
+    _, tok, model, train = tiny
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    collator = PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=per_row, **collator_kwargs)
+    features = [train[i] for i in range(rows)]
+    batch = collator(features)
+    solutions = torch.stack([torch.as_tensor(f["canvas_ids"]) for f in features]).repeat_interleave(per_row, 0)
+    frozen = torch.stack([torch.as_tensor(f["frozen"], dtype=torch.bool) for f in features])
+    canvas = batch["input_ids"][:, -1 - solutions.shape[1]:-1]
+    return batch, solutions, frozen.repeat_interleave(per_row, 0), canvas, legal
+
+
+def test_relabel_corruption_gives_a_value_permutation_of_the_solution(tiny):
+    _, solutions, frozen, canvas, legal = _infill_only_batch(tiny, 32, 1, relabel_corruption=1.0, seed=4)
+    sentinels = set(tiny[2].config.sentinel_token_ids)
+    changed = 0
+    for row in range(canvas.shape[0]):
+        assert not bool((canvas[row, frozen[row]] != solutions[row, frozen[row]]).any()), "givens stay"
+        mapping = {}
+        for i, value in enumerate(canvas[row].tolist()):  # one value map per row: a permutation of the values
+            a = int(solutions[row, i])
+            if value not in sentinels and value != a:
+                assert mapping.setdefault(a, value) == value and value in legal
+                changed += 1
+    assert changed > 0
+    with pytest.raises(ValueError, match="relabel_corruption"):
+        PuzzleUL2Collator(tiny[2], legal, relabel_corruption=1.5)
+
+
+def test_span_infill_scores_every_masked_cell_and_starts_like_generation(tiny):
+    batch, solutions, _, canvas, _ = _infill_only_batch(tiny, 16, 2, infill_targets=5, seed=2)
+    c = tiny[2].config
+    sentinels = c.sentinel_token_ids
+    dec, labels = batch["decoder_input_ids"], batch["labels"]
+    assert bool((dec[:, :2] == torch.tensor([c.decoder_start_id, sentinels[0]])).all())
+    masked_counts = set()
+    for row in range(canvas.shape[0]):
+        slots = [j for j in range(5) if sentinels[j] in canvas[row].tolist()]
+        assert slots == list(range(len(slots))) and 1 <= len(slots) <= 5
+        masked_counts.add(len(slots))
+        for j in slots:
+            cell = canvas[row].tolist().index(sentinels[j])
+            # sentinel j is fed at decoder position 2j + 1 and its cell's true value is scored there
+            assert int(dec[row, 2 * j + 1]) == sentinels[j]
+            assert int(labels[row, 2 * j + 1]) == int(solutions[row, cell])
+        assert int((labels[row] != -100).sum()) == len(slots)
+    assert len(masked_counts) > 1
 
 
 def test_training_smoke_decreases_loss_and_generates(tiny, sudoku4, tmp_path):
