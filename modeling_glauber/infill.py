@@ -130,20 +130,20 @@ def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: in
 
 
 def infill_span_targets(
-    targets: torch.Tensor, window_valid: torch.Tensor, decoder_start_id: int, sentinel_ids: torch.Tensor
+    targets: torch.Tensor, window_valid: torch.Tensor, decoder_start_id: int, sentinel_token_ids: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only UL2 R-denoising decoder: `[decoder_start, <extra_id_0>, v_0, <extra_id_1>, v_1, …]` and labels
     scoring each `v_j` (the true value behind sentinel j).
 
-    Its first two positions are `infill_decoder_inputs`, so the first score is exactly the MASK-INFILL prediction
-    that generation reads; the later ones give one encoder pass several targets, as T5 span corruption does.
+    It starts with `infill_decoder_inputs`, so the first score is exactly the MASK-INFILL prediction that generation
+    reads; the later ones give one encoder pass several targets, as T5 span corruption does.
     `targets`/`window_valid` are `[B, m]`; rows with fewer valid slots are padded with -100 labels.
     """
     batch, slots = targets.shape
-    sentinels = sentinel_ids[:slots].to(targets.device).expand(batch, -1)
-    pairs = torch.stack([sentinels, targets], dim=2).reshape(batch, 2 * slots)
-    start = torch.full((batch, 1), decoder_start_id, dtype=torch.long, device=targets.device)
-    decoder_ids = torch.cat([start, pairs[:, :-1]], dim=1)
+    sentinels = torch.tensor(sentinel_token_ids[:slots], dtype=torch.long, device=targets.device).expand(batch, -1)
+    pairs = torch.stack([sentinels, targets], dim=2).reshape(batch, 2 * slots)  # s_0 v_0 s_1 v_1 …
+    head = infill_decoder_inputs(batch, decoder_start_id, sentinel_token_ids[0], targets.device)
+    decoder_ids = torch.cat([head, pairs[:, 1:-1]], dim=1)
     scored = torch.stack([torch.zeros_like(window_valid), window_valid], dim=2).reshape(batch, 2 * slots)
     labels = torch.where(scored, pairs, torch.full_like(pairs, -100))
     return decoder_ids, labels

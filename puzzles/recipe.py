@@ -32,7 +32,6 @@ from transformers import TrainingArguments
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
 from puzzles.tokenizer import build_puzzle_tokenizer
-from puzzles.zebra import FILLER
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
 
 
@@ -196,7 +195,7 @@ class PuzzleUL2Collator:
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
             targets = canvas[i_rows].gather(1, window)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
-                targets, valid, c.decoder_start_id, self.model.sentinel_ids
+                targets, valid, c.decoder_start_id, c.sentinel_token_ids
             )
             batches.append(inputs)
             labels.append(span_labels)
@@ -223,8 +222,9 @@ class PuzzleUL2Collator:
             rho = self._rng.random() * (1.0 if relabelled else self.max_corruption)
             noisy = free[self._rng.random(len(free)) < rho]
             if relabelled:
-                relabel = dict(zip(self.legal_ids, legal[self._rng.permutation(len(legal))].tolist()))
-                context[r, noisy] = torch.as_tensor([relabel[int(v)] for v in canvas[r, noisy]], dtype=torch.long)
+                relabel = torch.arange(int(legal.max()) + 1)
+                relabel[legal] = legal[torch.as_tensor(self._rng.permutation(len(legal)))]
+                context[r, noisy] = relabel[canvas[r, noisy]]
             else:
                 context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
         return context, window, valid
