@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
     ev.add_argument("--data", required=True, help="dataset dir (save_to_disk; its 'test' split) or a .jsonl of rows")
     ev.add_argument("--num-rounds", default="0,1,2,3", help="comma list of N (0 = the causal draft)")
+    ev.add_argument("--exclude", action="append", default=[], metavar="DATA",
+                    help="drop rows whose prompt occurs in this dataset dir (every split) or .jsonl, e.g. the "
+                         "model's training data, so a freshly generated set is truly held out (repeatable)")
     ev.add_argument("--limit", type=int, help="first K puzzles only")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--device", default="cpu")
@@ -94,9 +97,21 @@ def _eval(args: argparse.Namespace) -> int:
     from puzzles.recipe import load_model
     from puzzles.run import evaluate_glauber, load_rows
 
-    model, tokenizer = load_model(args.model, args.device)
+    def prompts(path: str) -> set[str]:
+        if path.endswith(".jsonl"):
+            return {r["prompt"] for r in load_rows(path)}
+        return {p for split in load_from_disk(path).values() for p in split["prompt"]}
+
     rows = load_rows(args.data) if args.data.endswith(".jsonl") else list(load_from_disk(args.data)["test"])
+    if args.exclude:
+        seen = set().union(*(prompts(path) for path in args.exclude))
+        kept = [r for r in rows if r["prompt"] not in seen]
+        print(f"--exclude: kept {len(kept)} of {len(rows)} rows (the rest occur in {', '.join(args.exclude)})")
+        if not kept:
+            raise SystemExit(f"--exclude removed every row of --data {args.data}: nothing left to evaluate")
+        rows = kept
     rows = rows[: args.limit]
+    model, tokenizer = load_model(args.model, args.device)
     records = evaluate_glauber(model, tokenizer, rows, _int_list(args.num_rounds), args.batch_size)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)

@@ -8,7 +8,9 @@ Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
   cells replaced by random legal values (the draft errors refinement must fix) or, for a `relabel_corruption` share
   of examples, by the solution's values under a random permutation of the legal values (a consistent wrong grid, the
   way a failed causal draft usually looks: most of its cells wrong, rows still permutations), and 1 … max(w, `infill_targets`)
-  cells replaced by sentinels; the decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell and,
+  cells replaced by sentinels; for a `draft_corruption` share, x̃ is the model's own sampled causal draft of the row
+  (on-policy: the x_T that the reverse process really starts from, DESIGN §5's exactness caveat).
+  The decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell and,
   UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass.
 
 Stage 2 is `trainers.GlauberTrainer` (DWDSE against an EMA reference, plus the causal loss so the draft keeps
@@ -65,6 +67,7 @@ class RecipeConfig:
     infill_per_row: int = 4
     infill_targets: int = 1  # masked (and scored) cells per R-task example, at least the mask window
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
+    draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
     max_corruption: float = 0.5
     stage2_steps: int = 500
     stage2_lr: float = 1e-3
@@ -165,11 +168,18 @@ class PuzzleUL2Collator:
     max_corruption: float = 0.5
     infill_targets: int = 1
     relabel_corruption: float = 0.0
+    draft_corruption: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.relabel_corruption <= 1.0:
-            raise ValueError(f"relabel_corruption must be in [0, 1], got {self.relabel_corruption}")
+        for name in ("relabel_corruption", "draft_corruption"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.relabel_corruption + self.draft_corruption > 1.0:
+            raise ValueError(
+                f"relabel_corruption + draft_corruption must be at most 1 (shares of the R-task examples), got "
+                f"{self.relabel_corruption} + {self.draft_corruption}"
+            )
         self._rng = np.random.default_rng(self.seed)
         self._base = GlauberDataCollator(self.model.config.pad_id)
 
@@ -184,14 +194,18 @@ class PuzzleUL2Collator:
         )
         causal = torch.as_tensor(self._rng.random(rows) < self.causal_fraction)
         c_rows = causal.nonzero().flatten()
-        i_rows = (~causal).nonzero().flatten().repeat_interleave(self.infill_per_row)
+        r_rows = (~causal).nonzero().flatten()
+        i_rows = r_rows.repeat_interleave(self.infill_per_row)
         batches, labels = [], []
         if len(c_rows):
             order = self.model.schedule(length).causal_order_positions
             batches.append(self.model.causal_inputs(prefix.select(c_rows), canvas[c_rows]))
             labels.append(canvas[c_rows][:, order].masked_fill(frozen[c_rows][:, order], -100))
         if len(i_rows):
-            context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows])
+            drafts = canvas.clone()
+            if self.draft_corruption > 0:
+                drafts[r_rows] = self._drafts(batch, frozen, r_rows)
+            context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows], drafts[i_rows])
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
             targets = canvas[i_rows].gather(1, window)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
@@ -204,9 +218,26 @@ class PuzzleUL2Collator:
         inputs["labels"] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-100) for t in labels])
         return inputs
 
-    def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
-        """Corrupt a random fraction of the free cells (uniform noise: ρ ~ U(0, max_corruption); relabelling:
-        ρ ~ U(0, 1)), then mask 1 … m of the free cells."""
+    def _drafts(self, batch: dict[str, torch.Tensor], frozen: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The model's CAUSAL-GEN draft of `rows` (givens frozen), sampled at temperature 1 with fresh seeds, in eval
+        mode (the draft generation would make, without dropout)."""
+        device = self.model.device
+        seeds = torch.as_tensor(self._rng.integers(0, 2**62, len(rows)), dtype=torch.int64)
+        training = self.model.training
+        self.model.eval()
+        try:
+            drafts = self.model.generate(
+                input_ids=batch["input_ids"][rows].to(device), attention_mask=batch["attention_mask"][rows].to(device),
+                canvas_ids=batch["canvas_ids"][rows].to(device), frozen_mask=frozen[rows].to(device), num_rounds=0,
+                do_sample=True, seed=seeds,
+            )
+        finally:
+            self.model.train(training)
+        return drafts.cpu()
+
+    def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor, drafts: torch.Tensor):
+        """Corrupt each example (the row's draft; else a random fraction of the free cells, uniform noise with
+        ρ ~ U(0, max_corruption) or relabelling with ρ ~ U(0, 1)), then mask 1 … m of the free cells."""
         w = min(max(self.model.config.mask_window, self.infill_targets), len(self.model.sentinel_ids))
         rows, length = canvas.shape
         legal = torch.tensor(self.legal_ids, dtype=torch.long)
@@ -218,7 +249,11 @@ class PuzzleUL2Collator:
             picked = self._rng.permutation(free)[: int(self._rng.integers(1, min(w, len(free)) + 1))]
             window[r, : len(picked)] = torch.as_tensor(picked)
             valid[r, : len(picked)] = True
-            relabelled = self._rng.random() < self.relabel_corruption
+            draw = self._rng.random()
+            if draw < self.draft_corruption:
+                context[r] = drafts[r]
+                continue
+            relabelled = draw < self.draft_corruption + self.relabel_corruption
             rho = self._rng.random() * (1.0 if relabelled else self.max_corruption)
             noisy = free[self._rng.random(len(free)) < rho]
             if relabelled:
@@ -272,7 +307,7 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
     collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
-                                 cfg.infill_targets, cfg.relabel_corruption, cfg.seed)
+                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                             precision, cfg.seed))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,

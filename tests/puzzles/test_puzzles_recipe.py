@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from puzzles import data
+from puzzles import cli, data
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
 from puzzles.evaluation import fixes, format_table, plot_results, run_method
 from puzzles.metrics import evaluate_predictions, givens
@@ -140,6 +141,53 @@ def test_relabel_corruption_gives_a_value_permutation_of_the_solution(tiny):
     assert changed > 0
     with pytest.raises(ValueError, match="relabel_corruption"):
         PuzzleUL2Collator(tiny[2], legal, relabel_corruption=1.5)
+
+
+def test_draft_corruption_shows_the_refiner_the_models_own_draft(tiny):
+    cfg, tok, _, train = tiny
+    model = build_model(cfg, tok)
+    only = tok.convert_tokens_to_ids("3")
+    model.restrict_canvas_vocabulary([only])  # the draft of this model fills every free cell with "3"
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    features = [train[i] for i in range(12)]
+    solutions = torch.stack([torch.as_tensor(f["canvas_ids"]) for f in features]).repeat_interleave(2, 0)
+    frozen = torch.stack([torch.as_tensor(f["frozen"], dtype=torch.bool) for f in features]).repeat_interleave(2, 0)
+    sentinels = torch.as_tensor(model.config.sentinel_token_ids)
+
+    def contexts(**kwargs):
+        collator = PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=2, infill_targets=3, seed=5,
+                                     **kwargs)
+        return collator(features)["input_ids"][:, -1 - solutions.shape[1]:-1]
+
+    model.train()
+    drafted = contexts(draft_corruption=1.0)
+    assert model.training, "drafting in eval mode hands the model back in training mode"
+    unmasked = ~torch.isin(drafted, sentinels)
+    assert bool((drafted[frozen] == solutions[frozen]).all()), "givens stay"
+    assert bool((drafted[unmasked & ~frozen] == only).all())
+    assert int((unmasked & ~frozen & (solutions != only)).sum()) > 0, "the draft differs from the solution"
+    noised = contexts(relabel_corruption=0.5)
+    assert not bool((noised[~torch.isin(noised, sentinels) & ~frozen] == only).all())
+    with pytest.raises(ValueError, match="draft_corruption"):
+        PuzzleUL2Collator(model, legal, draft_corruption=-0.1)
+    with pytest.raises(ValueError, match="relabel_corruption \\+ draft_corruption"):
+        PuzzleUL2Collator(model, legal, relabel_corruption=0.6, draft_corruption=0.6)
+
+
+def test_puzzles_eval_exclude_keeps_only_unseen_prompts(sudoku4, tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    sudoku4.save_to_disk(str(data_dir))
+    seen = tmp_path / "seen.jsonl"
+    seen.write_text("".join(json.dumps(dict(r)) + "\n" for r in list(sudoku4["test"])[:5]))
+    out = tmp_path / "out"
+    rc = cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_dir), "--exclude", str(seen),
+                   "--num-rounds", "0,1", "--out", str(out)])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert [r["n"] for r in results] == [len(sudoku4["test"]) - 5] * 2
+    assert f"kept {len(sudoku4['test']) - 5} of {len(sudoku4['test'])}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--exclude removed every row"):
+        cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_dir), "--exclude", str(data_dir)])
 
 
 def test_span_infill_scores_every_masked_cell_and_starts_like_generation(tiny):
