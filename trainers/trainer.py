@@ -189,7 +189,8 @@ class GlauberTrainer(Trainer):
             order = schedule.causal_order_positions.to(device)
             logp = causal_logits.log_softmax(dim=-1).gather(2, causal_canvas[:, order].unsqueeze(2)).squeeze(2)
             free = ~frozen[:, order]
-            causal_loss = -(logp * free).sum() / free.sum().clamp(min=1)
+            # frozen cells may hold tokens no mode can emit (a Zebra filler: log p = -inf), so select, not multiply
+            causal_loss = -torch.where(free, logp, 0.0).sum() / free.sum().clamp(min=1)
             loss = loss + args.causal_loss_weight * causal_loss
         if model.training:  # evaluation losses stay out of the training logs
             self._record(per_item.detach(), tau, infill_loss.detach(), causal_loss)

@@ -190,6 +190,19 @@ def test_puzzles_eval_exclude_keeps_only_unseen_prompts(sudoku4, tmp_path, capsy
         cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_dir), "--exclude", str(data_dir)])
 
 
+def test_stage2_loss_is_finite_when_frozen_cells_hold_an_unemittable_filler(tmp_path):
+    ds, _ = data.build_zebra([(3, 3)], 24, 2, 0, workers=1, progress=False)
+    cfg = RecipeConfig(kind="zebra", houses="3", attributes="3", **{k: v for k, v in TINY.items() if k != "size"},
+                       stage2_steps=3)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(ds["train"], tok)
+    assert any(bool(model.suppress_mask[torch.as_tensor(row["canvas_ids"])].any()) for row in train)
+    summary = train_stage2(model, train, cfg, str(tmp_path / "s2"))
+    assert summary["steps"] == 3
+    assert all(math.isfinite(loss) and loss > 0 for loss in summary["losses"])
+
+
 def test_span_infill_scores_every_masked_cell_and_starts_like_generation(tiny):
     batch, solutions, _, canvas, _ = _infill_only_batch(tiny, 16, 2, infill_targets=5, seed=2)
     c = tiny[2].config
