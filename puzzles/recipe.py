@@ -194,18 +194,17 @@ class PuzzleUL2Collator:
         )
         causal = torch.as_tensor(self._rng.random(rows) < self.causal_fraction)
         c_rows = causal.nonzero().flatten()
-        r_rows = (~causal).nonzero().flatten()
-        i_rows = r_rows.repeat_interleave(self.infill_per_row)
+        i_rows = (~causal).nonzero().flatten().repeat_interleave(self.infill_per_row)
         batches, labels = [], []
         if len(c_rows):
             order = self.model.schedule(length).causal_order_positions
             batches.append(self.model.causal_inputs(prefix.select(c_rows), canvas[c_rows]))
             labels.append(canvas[c_rows][:, order].masked_fill(frozen[c_rows][:, order], -100))
         if len(i_rows):
-            drafts = canvas.clone()
-            if self.draft_corruption > 0:
-                drafts[r_rows] = self._drafts(batch, frozen, r_rows)
-            context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows], drafts[i_rows])
+            context, window, valid, drafted = self._infill_rows(canvas[i_rows], frozen[i_rows])
+            if bool(drafted.any()):  # one draft per row that has an example drawing one
+                rows_drafted, example_row = torch.unique(i_rows[drafted], return_inverse=True)
+                context[drafted] = self._drafts(batch, frozen, rows_drafted)[example_row]
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
             targets = canvas[i_rows].gather(1, window)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
@@ -219,8 +218,8 @@ class PuzzleUL2Collator:
         return inputs
 
     def _drafts(self, batch: dict[str, torch.Tensor], frozen: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The model's CAUSAL-GEN draft of `rows` (givens frozen), sampled at temperature 1 with fresh seeds, in eval
-        mode (the draft generation would make, without dropout)."""
+        """The model's CAUSAL-GEN draft of `rows` (batch indices; givens frozen), sampled at temperature 1 with fresh
+        seeds, in eval mode (the draft generation would make, without dropout)."""
         device = self.model.device
         seeds = torch.as_tensor(self._rng.integers(0, 2**62, len(rows)), dtype=torch.int64)
         training = self.model.training
@@ -235,15 +234,17 @@ class PuzzleUL2Collator:
             self.model.train(training)
         return drafts.cpu()
 
-    def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor, drafts: torch.Tensor):
-        """Corrupt each example (the row's draft; else a random fraction of the free cells, uniform noise with
-        ρ ~ U(0, max_corruption) or relabelling with ρ ~ U(0, 1)), then mask 1 … m of the free cells."""
+    def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
+        """Corrupt each example (a random fraction of the free cells: uniform noise with ρ ~ U(0, max_corruption) or
+        relabelling with ρ ~ U(0, 1); or, flagged in `drafted`, left for the caller to replace by a draft), then mask
+        1 … m of the free cells."""
         w = min(max(self.model.config.mask_window, self.infill_targets), len(self.model.sentinel_ids))
         rows, length = canvas.shape
         legal = torch.tensor(self.legal_ids, dtype=torch.long)
         context = canvas.clone()
         window = torch.zeros((rows, w), dtype=torch.long)
         valid = torch.zeros((rows, w), dtype=torch.bool)
+        drafted = torch.zeros(rows, dtype=torch.bool)
         for r in range(rows):
             free = (~frozen[r]).nonzero().flatten().numpy()
             picked = self._rng.permutation(free)[: int(self._rng.integers(1, min(w, len(free)) + 1))]
@@ -251,7 +252,7 @@ class PuzzleUL2Collator:
             valid[r, : len(picked)] = True
             draw = self._rng.random()
             if draw < self.draft_corruption:
-                context[r] = drafts[r]
+                drafted[r] = True
                 continue
             relabelled = draw < self.draft_corruption + self.relabel_corruption
             rho = self._rng.random() * (1.0 if relabelled else self.max_corruption)
@@ -262,7 +263,7 @@ class PuzzleUL2Collator:
                 context[r, noisy] = relabel[canvas[r, noisy]]
             else:
                 context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
-        return context, window, valid
+        return context, window, valid, drafted
 
 
 class TimeBudget(TrainerCallback):
