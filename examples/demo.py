@@ -41,13 +41,13 @@ def main() -> None:
     rows_file = os.path.join(args.model, "test.jsonl")
     if args.train:
         run_args = argparse.Namespace(
-            config=CONFIG, data=None, out=args.out, device="cpu", precision="fp32", time_budget_s=None,
+            config=CONFIG, data=None, out=os.path.join(args.out, "train"), device="cpu", precision="fp32", time_budget_s=None,
             stage1_steps=None, stage2_steps=None, n_train=None, n_test=None, eval_limit=None, baselines=False,
             baseline_steps=0, workers=2, init_from=None, threads=args.threads,
         )
         run(run_args)
         # the config's test split: the same puzzles as the shipped test.jsonl (the generator is seeded)
-        model_dir, rows_file = os.path.join(args.out, "model"), os.path.join(args.out, "test.jsonl")
+        model_dir, rows_file = os.path.join(run_args.out, "model"), os.path.join(run_args.out, "test.jsonl")
         if args.export_asset:
             save_demo_asset(*load_model(model_dir), load_rows(rows_file), args.export_asset)
     rows = load_rows(rows_file)
