@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from puzzles.evaluation import fixes, format_table, plot_results, write_results  # noqa: E402
 from puzzles.recipe import load_model  # noqa: E402
-from puzzles.run import evaluate_glauber, load_rows, run, save_demo_asset  # noqa: E402
+from puzzles.run import add_run_arguments, evaluate_glauber, load_rows, run, save_demo_asset  # noqa: E402
 
 ASSET = os.path.join(ROOT, "assets", "sudoku-4x4")
 CONFIG = os.path.join(ROOT, "examples", "configs", "sudoku-4x4.json")
@@ -40,11 +40,11 @@ def main() -> None:
     model_dir = args.model
     rows_file = os.path.join(args.model, "test.jsonl")
     if args.train:
-        run_args = argparse.Namespace(
-            config=CONFIG, data=None, out=os.path.join(args.out, "train"), device="cpu", precision="fp32", time_budget_s=None,
-            stage1_steps=None, stage2_steps=None, n_train=None, n_test=None, eval_limit=None, baselines=False,
-            baseline_steps=0, workers=2, init_from=None, threads=args.threads,
-        )
+        # the recipe's own argument parser, so the demo runs exactly what `examples/sudoku.py --config CONFIG` runs
+        recipe = argparse.ArgumentParser()
+        add_run_arguments(recipe, CONFIG)
+        run_args = recipe.parse_args(["--out", os.path.join(args.out, "train"), "--device", "cpu",
+                                      "--threads", str(args.threads)])
         run(run_args)
         # the config's test split: the same puzzles as the shipped test.jsonl (the generator is seeded)
         model_dir, rows_file = os.path.join(run_args.out, "model"), os.path.join(run_args.out, "test.jsonl")
