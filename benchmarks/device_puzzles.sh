@@ -1,30 +1,57 @@
 #!/usr/bin/env bash
-# One prepared GPU run (H100/H200, ~9 min): the two goals a CPU cannot reach, the 9×9 Sudoku and the Zebra recipes,
-# side by side on one GPU (the 4×4 demo model trains on the CPU: make demo ARGS=--train). Writes to $OUT (or
-# ./runs/device): logs, results (JSON/Markdown/PNG) and the checkpoints as tarballs.
-# Used for the numbers in the README; wheels in .whl/ bring transformers 5.24 + datasets where the image lacks them.
+# One prepared GPU run (H100/H200, ≈ 9 min) for the goals a CPU cannot reach, three jobs side by side on one GPU:
+#   s9   the 9×9 Sudoku recipe (examples/configs/sudoku-9x9.json) as it is,
+#   s9i  the same with `canvas_index` (the prompt ends with one index word per canvas cell): an A/B on the same data,
+#   zebra  the Zebra recipe (examples/configs/zebra.json).
+# (The 4×4 demo model trains on the CPU: make demo ARGS=--train.) Each job gets BUDGET seconds of training (90 % stage
+# 1; its step count is set so that the cosine schedule ends near the budget), then evaluation; `puzzles.run` saves
+# the model after each stage, and each job has a hard timeout so that whatever it wrote is packed.
+# Writes to $OUT (or ./runs/device): gpu.txt, summary.txt (the end of every log) and per job a tarball (log, results
+# JSON/Markdown/PNG, and for s9i and zebra the fp16 checkpoint with its held-out rows) split into parts of under 16 MiB.
+# Wheels in .whl/ bring transformers 5.24 + datasets where the image lacks them. CPU smoke run of the script itself:
+#   WHEELS=0 DEVICE=cpu PRECISION=fp32 BUDGET=20 N9=300 NZ=300 EXTRA="--n-test 8 --set stage1_batch=4 \
+#     --set stage2_batch=2 --set timesteps_per_chain=2" bash benchmarks/device_puzzles.sh
 set -uo pipefail
 OUT=${OUT:-runs/device}
 WORK=/tmp/glauber-device
 mkdir -p "$OUT" "$WORK"
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ "${WHEELS:-1}" = 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD || exit 1
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, transformers, datasets; print(torch.__version__, transformers.__version__, datasets.__version__)"
-BUDGETZ=${BUDGETZ:-330}
-BUDGET9=${BUDGET9:-330}
-python3 examples/zebra.py --out "$WORK/zebra" --device cuda --precision bf16 --time-budget-s "$BUDGETZ" --workers 4 \
-  --threads 2 --n-train 5000 --n-test 250 > "$OUT/zebra.log" 2>&1 &
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
+  python3 -c "import torch, transformers, datasets; print(torch.__version__, transformers.__version__, datasets.__version__)"
+} | tee "$OUT/gpu.txt"
+BUDGET=${BUDGET:-360}
+HARD=$((BUDGET + 120))  # tokenisation, evaluation and saving fit in the rest
+COMMON=(--device "${DEVICE:-cuda}" --precision "${PRECISION:-bf16}" --time-budget-s "$BUDGET" --threads 2
+        --set stage1_budget_fraction=0.9)
+timeout "$HARD" python3 examples/zebra.py --out "$WORK/zebra" "${COMMON[@]}" --workers 4 --n-train "${NZ:-10000}" \
+  --n-test 250 --stage1-steps "${ZEBRA_STEPS:-1600}" --stage2-steps 20 ${EXTRA:-} > "$WORK/zebra.log" 2>&1 &
 PZ=$!
-python3 examples/sudoku.py --config examples/configs/sudoku-9x9.json --out "$WORK/s9" --device cuda --precision bf16 \
-  --time-budget-s "$BUDGET9" --workers 8 --threads 2 --n-train 40000 --n-test 500 > "$OUT/s9.log" 2>&1 &
-P9=$!
-wait $PZ; echo "zebra exit $?"; wait $P9; echo "9x9 exit $?"
-for run in zebra s9; do
-  tar czf "$WORK/$run.tgz" -C "$WORK/$run" --exclude='stage1' --exclude='stage2' --exclude='baseline-*' . 2>/dev/null
+started=$(date +%s)
+python3 -m puzzles.cli puzzles make sudoku --size 9 --n "${N9:-40000}" --test-size 500 --seed 0 --workers 10 --quiet \
+  --out "$WORK/data9" | tail -n 1
+echo "9x9 data: $(( $(date +%s) - started )) s"
+for job in s9 s9i; do
+  index=false; [ "$job" = s9i ] && index=true
+  timeout "$HARD" python3 examples/sudoku.py --config examples/configs/sudoku-9x9.json --data "$WORK/data9" \
+    --out "$WORK/$job" "${COMMON[@]}" --set canvas_index=$index --stage1-steps "${S9_STEPS:-1600}" --stage2-steps 15 \
+    ${EXTRA:-} > "$WORK/$job.log" 2>&1 &
+  eval "P_$job=$!"
 done
-for run in zebra s9; do split -b 15m "$WORK/$run.tgz" "$OUT/$run.tgz.part-"; done
-tail -n 12 "$OUT/zebra.log" "$OUT/s9.log"
+wait $PZ; echo "zebra exit $?"; wait "$P_s9"; echo "s9 exit $?"; wait "$P_s9i"; echo "s9i exit $?"
+for job in zebra s9 s9i; do
+  if [ "$job" != s9 ] && [ -d "$WORK/$job/model" ]; then
+    python3 -c "import sys; from puzzles.recipe import load_model; from puzzles.run import load_rows, save_demo_asset
+m, t = load_model(sys.argv[1] + '/model'); save_demo_asset(m, t, load_rows(sys.argv[1] + '/test.jsonl'), sys.argv[1] + '/model-fp16')" \
+      "$WORK/$job" >/dev/null 2>&1 || echo "$job: no fp16 export"
+  fi
+  mkdir -p "$WORK/$job"
+  grep -av 'Map:\|Writing model shards\|Loading weights' "$WORK/$job.log" > "$WORK/$job/run.log"
+  { echo "==== $job"; tail -n 16 "$WORK/$job/run.log"; } >> "$OUT/summary.txt"
+  tar czf "$WORK/$job.tgz" -C "$WORK/$job" --exclude='stage1' --exclude='stage2' --exclude='model' . 2>/dev/null
+  split -b 16000k "$WORK/$job.tgz" "$OUT/$job.tgz.part-"
+done
+cat "$OUT/summary.txt"

@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
 from modeling_glauber.infill import build_prefix, infill_encoder_inputs, mask_canvas
 from puzzles.metrics import givens
 from puzzles.recipe import canvas_inputs
+from puzzles.tokenizer import encoder_prompts
 from trainers import GlauberDataCollator
 
 SCORES = ("probability", "margin")
@@ -116,7 +117,7 @@ class SolverOrderCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
-        encoders = [tok(f["prompt"])["input_ids"] for f in features]
+        encoders = tok(encoder_prompts(tok, [f["prompt"] for f in features]))["input_ids"]
         targets = [tok(" ".join(solver_triplets(f)))["input_ids"] for f in features]
         enc = torch.full((len(features), max(map(len, encoders))), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), max(map(len, targets))), -100, dtype=torch.long)
@@ -150,7 +151,8 @@ def solver_order_predictions(model: T5ForConditionalGeneration, tokenizer: PreTr
     predictions, calls = [], 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        enc = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True).to(model.device)
+        enc = tokenizer(encoder_prompts(tokenizer, [r["prompt"] for r in chunk]), return_tensors="pt",
+                        padding=True).to(model.device)
         steps = 3 * max(len(r["solver_order"]) for r in chunk)
         out = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
                              logits_processor=[_Grammar(grammar)])

@@ -33,7 +33,8 @@ from transformers import TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
-from puzzles.tokenizer import build_puzzle_tokenizer
+from puzzles.tokenizer import build_puzzle_tokenizer, encoder_prompts
+from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
 
 
@@ -57,6 +58,7 @@ class RecipeConfig:
     # positions after its prompt cell and 9·k after its column mates, which 32 buckets cannot tell apart
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    canvas_index: bool = False  # the prompt ends with one index word per canvas cell (`canvas_index_words`)
     time_dim: int = 64
     num_rounds: int = 3
     mask_window: int = 1
@@ -89,6 +91,23 @@ class RecipeConfig:
             raise ValueError(f"{path}: unknown recipe fields {sorted(unknown)}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**raw)
+
+    @classmethod
+    def parse_override(cls, text: str) -> tuple[str, Any]:
+        """`FIELD=VALUE` (the command line's `--set`) → `(FIELD, VALUE)` typed like the field's default."""
+        name, sep, raw = text.partition("=")
+        defaults = {f.name: f.default for f in fields(cls)}
+        if not sep or name not in defaults:
+            raise ValueError(f"--set takes FIELD=VALUE with FIELD one of {sorted(defaults)}, got {text!r}")
+        kind = type(defaults[name])
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {name}: expected true/false/1/0, got {raw!r}")
+            return name, raw.lower() in ("true", "1")
+        try:
+            return name, kind(raw)
+        except ValueError:
+            raise ValueError(f"--set {name}: expected a {kind.__name__}, got {raw!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,8 +159,13 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
     return model
 
 
+def canvas_cells(cfg: RecipeConfig) -> int:
+    """Canvas length L: the Sudoku grid, or Zebra's fixed 6 × 6 answer table."""
+    return cfg.size * cfg.size if cfg.kind == "sudoku" else CANVAS_ROWS * CANVAS_COLS
+
+
 def build_tokenizer(cfg: RecipeConfig) -> PreTrainedTokenizerFast:
-    return build_puzzle_tokenizer(cfg.kind)
+    return build_puzzle_tokenizer(cfg.kind, canvas_cells(cfg) if cfg.canvas_index else None)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GlauberT5ForDiffusion, PreTrainedTokenizerFast]:
@@ -237,33 +261,32 @@ class PuzzleUL2Collator:
     def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
         """Corrupt each example (a random fraction of the free cells: uniform noise with ρ ~ U(0, max_corruption) or
         relabelling with ρ ~ U(0, 1); or, flagged in `drafted`, left for the caller to replace by a draft), then mask
-        1 … m of the free cells."""
+        1 … m of the free cells. Drawn for the whole batch at once: a per-example loop made the collator, not the
+        model, the bottleneck of a GPU step."""
         w = min(max(self.model.config.mask_window, self.infill_targets), len(self.model.sentinel_ids))
         rows, length = canvas.shape
-        legal = torch.tensor(self.legal_ids, dtype=torch.long)
-        context = canvas.clone()
-        window = torch.zeros((rows, w), dtype=torch.long)
-        valid = torch.zeros((rows, w), dtype=torch.bool)
-        drafted = torch.zeros(rows, dtype=torch.bool)
-        for r in range(rows):
-            free = (~frozen[r]).nonzero().flatten().numpy()
-            picked = self._rng.permutation(free)[: int(self._rng.integers(1, min(w, len(free)) + 1))]
-            window[r, : len(picked)] = torch.as_tensor(picked)
-            valid[r, : len(picked)] = True
-            draw = self._rng.random()
-            if draw < self.draft_corruption:
-                drafted[r] = True
-                continue
-            relabelled = draw < self.draft_corruption + self.relabel_corruption
-            rho = self._rng.random() * (1.0 if relabelled else self.max_corruption)
-            noisy = free[self._rng.random(len(free)) < rho]
-            if relabelled:
-                relabel = torch.arange(int(legal.max()) + 1)
-                relabel[legal] = legal[torch.as_tensor(self._rng.permutation(len(legal)))]
-                context[r, noisy] = relabel[canvas[r, noisy]]
-            else:
-                context[r, noisy] = legal[self._rng.integers(0, len(legal), len(noisy))]
-        return context, window, valid, drafted
+        rng = self._rng
+        free = ~frozen.numpy()
+        legal = np.asarray(self.legal_ids)
+        # a uniformly random ordering of each row's free cells (frozen ones sort last); the window is its first k
+        order = np.argsort(np.where(free, rng.random((rows, length)), 2.0), axis=1, kind="stable")[:, :w]
+        k = rng.integers(1, np.minimum(w, free.sum(axis=1)) + 1)
+        valid = np.arange(order.shape[1])[None, :] < k[:, None]
+        draw = rng.random(rows)
+        drafted = draw < self.draft_corruption
+        relabelled = ~drafted & (draw < self.draft_corruption + self.relabel_corruption)
+        rho = rng.random(rows) * np.where(relabelled, 1.0, self.max_corruption)
+        noisy = free & ~drafted[:, None] & (rng.random((rows, length)) < rho[:, None])
+        values = canvas.numpy()
+        uniform = legal[rng.integers(0, len(legal), (rows, length))]
+        index_of = np.zeros(int(max(legal.max(), values.max())) + 1, dtype=np.int64)
+        index_of[legal] = np.arange(len(legal))
+        permuted = legal[np.argsort(rng.random((rows, len(legal))), axis=1)]  # one value permutation per row
+        relabel = np.take_along_axis(permuted, index_of[values], axis=1)
+        context = np.where(noisy, np.where(relabelled[:, None], relabel, uniform), values)
+        window = np.where(valid, order, 0)
+        return (torch.as_tensor(context), torch.as_tensor(window), torch.as_tensor(valid),
+                torch.as_tensor(drafted))
 
 
 class TimeBudget(TrainerCallback):
@@ -347,13 +370,15 @@ def _run(trainer: Trainer) -> dict[str, Any]:
 
 def tokenized(ds, tokenizer: PreTrainedTokenizerFast):
     """`prompt`/`canvas`/`frozen` string rows → the trainers' `input_ids`/`canvas_ids`/`frozen` rows."""
-    return tokenize_prompt_canvas_rows(ds.select_columns(["prompt", "canvas", "frozen"]), tokenizer)
+    rows = ds.select_columns(["prompt", "canvas", "frozen"])
+    rows = rows.map(lambda batch: {"prompt": encoder_prompts(tokenizer, batch["prompt"])}, batched=True)
+    return tokenize_prompt_canvas_rows(rows, tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def canvas_inputs(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerFast, device: str = "cpu"):
     """Prompts (left-padded), canvases holding only the givens (pad elsewhere) and frozen masks, as tensors."""
-    prompts = [tokenizer(r["prompt"], add_special_tokens=False)["input_ids"] for r in rows]
+    prompts = tokenizer(encoder_prompts(tokenizer, [r["prompt"] for r in rows]), add_special_tokens=False)["input_ids"]
     width = max(len(p) for p in prompts)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
     parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spin-wait stalls on a busy machine)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one recipe field of --config (repeatable), e.g. --set stage1_budget_fraction=0.9")
 
 
 def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int) -> DatasetDict:
@@ -113,26 +119,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = RecipeConfig.load(args.config, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                            n_train=args.n_train, n_test=args.n_test)
+                            n_train=args.n_train, n_test=args.n_test,
+                            **dict(RecipeConfig.parse_override(text) for text in args.set))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     ds = load_or_make_data(cfg, args.data, args.workers)
     data_seconds = time.perf_counter() - started
     tokenizer = build_tokenizer(cfg)
-    model = (load_model(args.init_from)[0] if args.init_from else build_model(cfg, tokenizer)).to(args.device)
+    if args.init_from:
+        model, saved = load_model(args.init_from)
+        if saved.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"--init-from {args.init_from}: its tokenizer is not the one --config builds (a different "
+                             "kind, size or canvas_index?)")
+    else:
+        model = build_model(cfg, tokenizer)
+    model = model.to(args.device)
     train_ds = tokenized(ds["train"], tokenizer)
+    rows = list(ds["test"])[: args.eval_limit]
+    save_rows(rows, out / "test.jsonl")
     budget = args.time_budget_s
     s1_budget = None if budget is None else budget * cfg.stage1_budget_fraction
     stage1 = train_stage1(model, train_ds, cfg, str(out / "stage1"), args.device, args.precision, s1_budget)
+    save_checkpoint(model, tokenizer, out / "model")  # a run cut short after stage 1 still leaves a model behind
     s2_budget = None if budget is None else max(0.0, budget - (time.perf_counter() - started - data_seconds))
     stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget)
     model.eval()
-    model.save_pretrained(out / "model")
-    tokenizer.save_pretrained(out / "model")
+    save_checkpoint(model, tokenizer, out / "model")
 
-    rows = list(ds["test"])[: args.eval_limit]
-    save_rows(rows, out / "test.jsonl")
     records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)
     if args.baselines:
         records += train_baselines(cfg, tokenizer, ds["train"], rows, out, args.device, args.precision,
@@ -168,32 +182,69 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def save_demo_asset(model, tokenizer, rows: list[dict[str, Any]], out: str | Path) -> Path:
-    """fp16 safetensors checkpoint + tokenizer + held-out rows, written beside `out` and moved into place; checks
-    that it reloads in fp32. The code files are left out: the installed package provides them (a copy would go
-    stale), and `load_model` uses the registered classes."""
-    import shutil
-    import tempfile
-
-    from puzzles.recipe import load_model
-
+@contextlib.contextmanager
+def staged_dir(out: str | Path):
+    """Yields an empty folder beside `out` that replaces `out` when the block succeeds (removed if it fails), so a
+    reader never sees a half-written checkpoint."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the checkpoint private to its writer
     try:
-        model.half().save_pretrained(staging)
-        model.float()
-        tokenizer.save_pretrained(staging)
-        for code in staging.glob("*.py"):
-            code.unlink()
-        save_rows(rows, staging / "test.jsonl")
-        reloaded, _ = load_model(staging)
-        if reloaded.dtype != torch.float32:
-            raise RuntimeError(f"{out} reloaded as {reloaded.dtype}, expected float32")
+        yield staging
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return out
+
+
+def save_checkpoint(model, tokenizer, out: str | Path) -> Path:
+    """`save_pretrained` of model and tokenizer into `out`, atomically."""
+    with staged_dir(out) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return Path(out)
+
+
+PUZZLE_CARD = """---
+library_name: transformers
+tags: [glauber-diffusion, sudoku, zebra-puzzles]
+---
+# Glauber diffusion puzzle solver ({kind} {size})
+
+A GlauberT5 ({parameters:,} parameters, fp16 safetensors) trained from scratch by the `glauber-diffusion` library's
+puzzle recipe, with its word-level tokenizer and {puzzles} held-out puzzles (`test.jsonl`). The modelling code is not
+in this folder: load it with the library installed,
+
+```python
+from puzzles.recipe import load_model
+model, tokenizer = load_model("<this folder>")  # fp32
+```
+
+and evaluate with `glauber puzzles eval --model <this folder> --data <this folder>/test.jsonl`.
+"""
+
+
+def save_demo_asset(model, tokenizer, rows: list[dict[str, Any]], out: str | Path) -> Path:
+    """fp16 safetensors checkpoint + tokenizer + held-out rows, written beside `out` and moved into place; checks
+    that it reloads in fp32. The code files are left out: the installed package provides them (a copy would go
+    stale), and `load_model` uses the registered classes."""
+    with staged_dir(out) as staging:
+        model.half().save_pretrained(staging)
+        model.float()
+        tokenizer.save_pretrained(staging)
+        for code in staging.glob("*.py"):
+            code.unlink()
+        # the generic model card would promise code files and a text prompt; this folder has neither
+        (staging / "README.md").write_text(PUZZLE_CARD.format(
+            parameters=sum(p.numel() for p in model.parameters()), puzzles=len(rows), kind=rows[0]["kind"] if rows else "?",
+            size=rows[0]["size"] if rows else "?"))
+        save_rows(rows, staging / "test.jsonl")
+        reloaded, _ = load_model(staging)
+        if reloaded.dtype != torch.float32:
+            raise RuntimeError(f"{out} reloaded as {reloaded.dtype}, expected float32")
+    return Path(out)

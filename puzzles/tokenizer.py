@@ -15,22 +15,42 @@ ZEBRA_TOKENS = list(CLUE_TYPES) + ["LHS", "RHS", "CLUE_END", "ANSWER", "n", "c"]
 SENTINELS = [f"<extra_id_{i}>" for i in range(8)]
 
 
-def puzzle_vocab(kind: str | None = None) -> list[str]:
-    """Ordered vocabulary; ``kind=None`` gives the shared Sudoku + Zebra vocabulary."""
+def canvas_index_words(cells: int) -> list[str]:
+    """`@0 … @(cells−1)`: one word per canvas cell, written after the prompt by `encoder_prompts`. T5 sees only
+    relative positions, so a canvas cell would otherwise have to work out which cell it is (and so which cells are
+    its Sudoku peers, or which clue words name it) from distances alone; with the index words every canvas cell finds
+    its own at one fixed offset (the canvas length), like a learned absolute position handed over as input."""
+    return [f"@{i}" for i in range(cells)]
+
+
+def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None) -> list[str]:
+    """Ordered vocabulary; ``kind=None`` gives the shared Sudoku + Zebra vocabulary; ``canvas_cells`` appends the
+    `canvas_index_words` (after the sentinels, so the other ids do not move)."""
     if kind not in (None, "sudoku", "zebra"):
         raise ValueError(f"kind must be None, 'sudoku' or 'zebra', got {kind!r}")
+    if canvas_cells is not None and not 0 < canvas_cells <= 81:
+        raise ValueError(f"canvas_cells must be in 1 … 81 (a 9×9 Sudoku), got {canvas_cells!r}")
     words = SPECIALS + MODE_TOKENS + DIGITS
     if kind in (None, "sudoku"):
         words += SUDOKU_TOKENS
     words.append(FILLER)
     if kind in (None, "zebra"):
         words += ZEBRA_TOKENS
-    return words + SENTINELS
+    words += SENTINELS
+    return words + (canvas_index_words(canvas_cells) if canvas_cells else [])
 
 
-def build_puzzle_tokenizer(kind: str | None = None) -> PreTrainedTokenizerFast:
-    """Whitespace word-level tokenizer; encoding appends ``</s>`` like T5."""
-    vocab = {w: i for i, w in enumerate(puzzle_vocab(kind))}
+def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[str]:
+    """Dataset `prompt`s as `tokenizer` reads them: followed by `@0 … @(L−1)` when the tokenizer was built with
+    `canvas_cells = L`, unchanged otherwise. Every path that encodes a prompt goes through here."""
+    known = tokenizer.get_vocab()
+    index = " ".join(w for w in canvas_index_words(81) if w in known)
+    return [f"{p} {index}".strip() for p in prompts] if index else list(prompts)
+
+
+def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None) -> PreTrainedTokenizerFast:
+    """Whitespace word-level tokenizer; encoding appends ``</s>`` like T5. ``canvas_cells``: see `puzzle_vocab`."""
+    vocab = {w: i for i, w in enumerate(puzzle_vocab(kind, canvas_cells))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # WordPiece decoder with an unused prefix joins tokens with single spaces.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from puzzles import cli, data
+from puzzles import cli, data, zebra
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
 from puzzles.evaluation import fixes, format_table, plot_results, run_method
 from puzzles.metrics import evaluate_predictions, givens
@@ -19,6 +20,7 @@ from puzzles.recipe import (
     build_backbone,
     build_model,
     build_tokenizer,
+    canvas_inputs,
     glauber_predictions,
     legal_canvas_tokens,
     load_model,
@@ -26,7 +28,7 @@ from puzzles.recipe import (
     train_stage1,
     train_stage2,
 )
-from puzzles.run import load_rows, save_demo_asset
+from puzzles.run import add_run_arguments, load_rows, run, save_demo_asset
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = ROOT / "assets" / "sudoku-4x4"
@@ -270,6 +272,8 @@ def test_fp16_asset_round_trip(tiny, sudoku4, tmp_path):
     assert reloaded.dtype == torch.float32 and load_rows(out / "test.jsonl") == rows
     assert reloaded.config.suppressed_token_ids == model.config.suppressed_token_ids
     assert len(tok2) == len(tok)
+    card = (out / "README.md").read_text()
+    assert "load_model" in card and "trust_remote_code" not in card and not list(out.glob("*.py"))
 
 
 def test_shipped_demo_checkpoint_beats_its_draft(tmp_path):
@@ -299,3 +303,64 @@ def test_demo_retraining_regenerates_the_shipped_held_out_set():
     shipped = load_rows(ASSET / "test.jsonl")
     assert list(ds["test"]["prompt"]) == [r["prompt"] for r in shipped]
     assert not set(ds["train"]["prompt"]) & {r["prompt"] for r in shipped}
+
+
+def test_canvas_index_words_reach_every_encoder_path(sudoku4):
+    """With `canvas_index` the training rows, the evaluation inputs and the AR baseline all encode the prompt as the
+    grid then `@0 … @15`; without it the prompt is the plain grid."""
+    cfg = RecipeConfig(**TINY, canvas_index=True)
+    tok = build_tokenizer(cfg)
+    plain = build_tokenizer(RecipeConfig(**TINY))
+    assert len(tok) == len(plain) + 16
+    assert tok.convert_tokens_to_ids("<extra_id_0>") == plain.convert_tokens_to_ids("<extra_id_0>")
+    rows = list(sudoku4["test"])[:3]
+    expected = [r["prompt"].split() + [f"@{i}" for i in range(16)] for r in rows]
+    train = tokenized(sudoku4["test"].select(range(3)), tok)
+    assert [tok.convert_ids_to_tokens(r["input_ids"]) for r in train] == expected
+    ids, _, _, _ = canvas_inputs(rows, tok)
+    assert [tok.convert_ids_to_tokens(i) for i in ids.tolist()] == expected  # 4×4 prompts: no padding
+    ar_batch = SolverOrderCollator(tok)(rows)
+    assert [tok.convert_ids_to_tokens(i)[:-1] for i in ar_batch["input_ids"].tolist()] == expected
+    untagged = canvas_inputs(rows, plain)[0]
+    assert plain.convert_ids_to_tokens(untagged[0].tolist()) == rows[0]["prompt"].split()
+    # Zebra: clue prompts of any length, then one word per cell of the 6 × 6 answer table
+    zebra_tok = build_tokenizer(RecipeConfig(kind="zebra", houses="3", attributes="3", canvas_index=True))
+    zebra_rows = [data.zebra_row(zebra.generate_one(3, 3, seed=0, index=i)) for i in range(2)]
+    ids, mask, canvas, _ = canvas_inputs(zebra_rows, zebra_tok)
+    assert canvas.shape[1] == 36
+    for row, r_ids, r_mask in zip(zebra_rows, ids.tolist(), mask.tolist()):
+        words = [w for w, m in zip(zebra_tok.convert_ids_to_tokens(r_ids), r_mask) if m]
+        assert words == row["prompt"].split() + [f"@{i}" for i in range(36)]
+    with pytest.raises(ValueError, match="canvas_cells"):
+        build_tokenizer(RecipeConfig(**{**TINY, "size": 10}, canvas_index=True))
+
+
+def test_set_overrides_a_recipe_field_with_its_type():
+    assert RecipeConfig.parse_override("stage1_budget_fraction=0.9") == ("stage1_budget_fraction", 0.9)
+    assert RecipeConfig.parse_override("stage1_steps=1500") == ("stage1_steps", 1500)
+    assert RecipeConfig.parse_override("canvas_index=true") == ("canvas_index", True)
+    assert RecipeConfig.parse_override("houses=3,4,5") == ("houses", "3,4,5")
+    with pytest.raises(ValueError, match="FIELD one of"):
+        RecipeConfig.parse_override("stage_one_steps=3")
+    with pytest.raises(ValueError, match="expected a int"):
+        RecipeConfig.parse_override("stage1_steps=lots")
+    with pytest.raises(ValueError, match="true/false"):
+        RecipeConfig.parse_override("canvas_index=maybe")
+
+
+def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path):
+    data_dir = tmp_path / "data"
+    sudoku4.save_to_disk(str(data_dir))
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(dict(TINY, kind="sudoku", num_rounds=1, eval_batch=8)))
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, str(config))
+    args = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "run"), "--device", "cpu",
+                              "--stage1-steps", "3", "--stage2-steps", "1", "--eval-limit", "4",
+                              "--set", "canvas_index=1", "--set", "stage1_lr=0.01"])
+    summary = run(args)
+    assert summary["config"]["canvas_index"] is True and summary["config"]["stage1_lr"] == 0.01
+    assert summary["stage1"]["steps"] == 3 and summary["stage2"]["steps"] == 1
+    model, tok = load_model(tmp_path / "run" / "model")
+    assert tok.convert_tokens_to_ids("@15") != tok.unk_token_id
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model-")], "no staging left behind"
