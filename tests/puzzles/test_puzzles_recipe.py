@@ -348,7 +348,7 @@ def test_set_overrides_a_recipe_field_with_its_type():
         RecipeConfig.parse_override("canvas_index=maybe")
 
 
-def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path):
+def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     sudoku4.save_to_disk(str(data_dir))
     config = tmp_path / "tiny.json"
@@ -364,3 +364,19 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path):
     model, tok = load_model(tmp_path / "run" / "model")
     assert tok.convert_tokens_to_ids("@15") != tok.unk_token_id
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model-")], "no staging left behind"
+    # a run that dies in stage 2 still leaves the stage-1 model and the held-out rows
+    def stage2_dies(*args, **kwargs):
+        raise RuntimeError("killed in stage 2")
+
+    monkeypatch.setattr("puzzles.run.train_stage2", stage2_dies)
+    cut = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "cut"), "--device", "cpu",
+                             "--stage1-steps", "2", "--eval-limit", "4"])
+    with pytest.raises(RuntimeError, match="stage 2"):
+        run(cut)
+    assert load_model(tmp_path / "cut" / "model")[0].config.num_rounds == 1
+    assert len(load_rows(tmp_path / "cut" / "test.jsonl")) == 4
+    # continuing a checkpoint under a config whose tokenizer differs (no canvas_index) is refused
+    mismatch = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "again"), "--device", "cpu",
+                                  "--init-from", str(tmp_path / "run" / "model")])
+    with pytest.raises(ValueError, match="init-from"):
+        run(mismatch)
