@@ -13,6 +13,7 @@ DIGITS = [str(d) for d in range(1, 10)] + ["0"]
 SUDOKU_TOKENS = ["_"]
 ZEBRA_TOKENS = list(CLUE_TYPES) + ["LHS", "RHS", "CLUE_END", "ANSWER", "n", "c"]
 SENTINELS = [f"<extra_id_{i}>" for i in range(8)]
+MAX_CANVAS_CELLS = 81  # a 9×9 Sudoku; the Zebra canvas has 36
 
 
 def canvas_index_words(cells: int) -> list[str]:
@@ -28,8 +29,8 @@ def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None) -> li
     `canvas_index_words` (after the sentinels, so the other ids do not move)."""
     if kind not in (None, "sudoku", "zebra"):
         raise ValueError(f"kind must be None, 'sudoku' or 'zebra', got {kind!r}")
-    if canvas_cells is not None and not 0 < canvas_cells <= 81:
-        raise ValueError(f"canvas_cells must be in 1 … 81 (a 9×9 Sudoku), got {canvas_cells!r}")
+    if canvas_cells is not None and not 0 < canvas_cells <= MAX_CANVAS_CELLS:
+        raise ValueError(f"canvas_cells must be in 1 … {MAX_CANVAS_CELLS}, got {canvas_cells!r}")
     words = SPECIALS + MODE_TOKENS + DIGITS
     if kind in (None, "sudoku"):
         words += SUDOKU_TOKENS
@@ -44,7 +45,7 @@ def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> l
     """Dataset `prompt`s as `tokenizer` reads them: followed by `@0 … @(L−1)` when the tokenizer was built with
     `canvas_cells = L`, unchanged otherwise. Every path that encodes a prompt goes through here."""
     known = tokenizer.get_vocab()
-    index = " ".join(w for w in canvas_index_words(81) if w in known)
+    index = " ".join(w for w in canvas_index_words(MAX_CANVAS_CELLS) if w in known)
     return [f"{p} {index}".strip() for p in prompts] if index else list(prompts)
 
 
