@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, Sequence as SeqFeature, Value
 
 from puzzles import sudoku, zebra
+from puzzles.files import staged_dir
 
 FEATURES = Features(
     {
@@ -188,20 +187,8 @@ def save_atomic(ds: DatasetDict, out: str | os.PathLike, metadata: dict[str, Any
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         ds.save_to_disk(str(tmp))
         if metadata is not None:
             (tmp / "generation.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "data")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

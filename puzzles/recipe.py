@@ -33,7 +33,7 @@ from transformers import TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
-from puzzles.tokenizer import build_puzzle_tokenizer, encoder_prompts
+from puzzles.tokenizer import build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
 
@@ -371,7 +371,8 @@ def _run(trainer: Trainer) -> dict[str, Any]:
 def tokenized(ds, tokenizer: PreTrainedTokenizerFast):
     """`prompt`/`canvas`/`frozen` string rows → the trainers' `input_ids`/`canvas_ids`/`frozen` rows."""
     rows = ds.select_columns(["prompt", "canvas", "frozen"])
-    rows = rows.map(lambda batch: {"prompt": encoder_prompts(tokenizer, batch["prompt"])}, batched=True)
+    if canvas_index_suffix(tokenizer):  # otherwise the prompts are already what the tokenizer reads
+        rows = rows.map(lambda batch: {"prompt": encoder_prompts(tokenizer, batch["prompt"])}, batched=True)
     return tokenize_prompt_canvas_rows(rows, tokenizer)
 
 

@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from transformers import Trainer, TrainingArguments
 from puzzles import data
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
 from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
+from puzzles.files import staged_dir
 from puzzles.recipe import (
     RecipeConfig,
     TimeBudget,
@@ -182,26 +179,6 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-@contextlib.contextmanager
-def staged_dir(out: str | Path):
-    """Yields an empty folder beside `out` that replaces `out` when the block succeeds (removed if it fails), so a
-    reader never sees a half-written checkpoint."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the checkpoint private to its writer
-    try:
-        yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
 def save_checkpoint(model, tokenizer, out: str | Path) -> Path:
     """`save_pretrained` of model and tokenizer into `out`, atomically."""
     with staged_dir(out) as staging:
@@ -240,9 +217,10 @@ def save_demo_asset(model, tokenizer, rows: list[dict[str, Any]], out: str | Pat
         for code in staging.glob("*.py"):
             code.unlink()
         # the generic model card would promise code files and a text prompt; this folder has neither
+        first = rows[0] if rows else {"kind": "?", "size": "?"}
         (staging / "README.md").write_text(PUZZLE_CARD.format(
-            parameters=sum(p.numel() for p in model.parameters()), puzzles=len(rows), kind=rows[0]["kind"] if rows else "?",
-            size=rows[0]["size"] if rows else "?"))
+            parameters=sum(p.numel() for p in model.parameters()), puzzles=len(rows), kind=first["kind"],
+            size=first["size"]))
         save_rows(rows, staging / "test.jsonl")
         reloaded, _ = load_model(staging)
         if reloaded.dtype != torch.float32:

@@ -41,12 +41,17 @@ def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None) -> li
     return words + (canvas_index_words(canvas_cells) if canvas_cells else [])
 
 
-def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[str]:
-    """Dataset `prompt`s as `tokenizer` reads them: followed by `@0 … @(L−1)` when the tokenizer was built with
-    `canvas_cells = L`, unchanged otherwise. Every path that encodes a prompt goes through here."""
+def canvas_index_suffix(tokenizer: PreTrainedTokenizerFast) -> str:
+    """`"@0 … @(L−1)"` when `tokenizer` was built with `canvas_cells = L`, else `""`."""
     known = tokenizer.get_vocab()
-    index = " ".join(w for w in canvas_index_words(MAX_CANVAS_CELLS) if w in known)
-    return [f"{p} {index}".strip() for p in prompts] if index else list(prompts)
+    return " ".join(w for w in canvas_index_words(MAX_CANVAS_CELLS) if w in known)
+
+
+def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[str]:
+    """Dataset `prompt`s as `tokenizer` reads them: followed by its `canvas_index_suffix`. Every path that encodes a
+    prompt goes through here."""
+    suffix = canvas_index_suffix(tokenizer)
+    return [f"{p} {suffix}".strip() for p in prompts] if suffix else list(prompts)
 
 
 def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None) -> PreTrainedTokenizerFast:
