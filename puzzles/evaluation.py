@@ -6,6 +6,7 @@ A method is a callable `rows -> (predicted canvases, batched model calls per puz
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -81,10 +82,10 @@ def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str
                       marker="o", capsize=3, label="Glauber (N = 0 is the causal draft)")
         by_calls.errorbar([r["model_calls"] for r in glauber], [100 * r["solved"] for r in glauber],
                           yerr=errors(glauber), marker="o", capsize=3, label="Glauber N = 0…")
-    for r in records:
-        if r["num_rounds"] is None:
-            by_calls.errorbar([r["model_calls"]], [100 * r["solved"]], yerr=errors([r]), marker="s", capsize=3,
-                              linestyle="none", label=r["method"])
+    baselines = [r for r in records if r["num_rounds"] is None]
+    for r, marker in zip(baselines, itertools.cycle("s^Dv")):  # hollow and distinct: equal results stay visible
+        by_calls.errorbar([r["model_calls"]], [100 * r["solved"]], yerr=errors([r]), marker=marker, markersize=8,
+                          markerfacecolor="none", markeredgewidth=1.5, capsize=3, linestyle="none", label=r["method"])
     by_n.set_xlabel("Glauber rounds N")
     by_n.set_ylabel("puzzles solved (%)")
     by_n.set_xticks([r["num_rounds"] for r in glauber])

@@ -81,6 +81,12 @@ class RecipeConfig:
     stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
     eval_batch: int = 256
 
+    def __post_init__(self):
+        for name in ("stage1_steps", "stage2_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 skips the stage, e.g. to evaluate an --init-from "
+                                 f"checkpoint), got {getattr(self, name)}")
+
     @classmethod
     def load(cls, path: str | Path, **overrides: Any) -> "RecipeConfig":
         """Read a JSON config; `overrides` with value None are ignored."""
@@ -357,7 +363,8 @@ def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
 
 def _run(trainer: Trainer) -> dict[str, Any]:
     started = time.perf_counter()
-    trainer.train()
+    if trainer.args.max_steps > 0:  # Trainer reads max_steps <= 0 as "train by epochs"; here 0 skips the stage
+        trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {
         "steps": trainer.state.global_step,

@@ -41,8 +41,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="training autocast precision")
     parser.add_argument("--time-budget-s", type=float, help="wall-clock training budget; then evaluate and save")
-    parser.add_argument("--stage1-steps", type=int)
-    parser.add_argument("--stage2-steps", type=int)
+    parser.add_argument("--stage1-steps", type=int, help="overrides the config; 0 skips stage 1")
+    parser.add_argument("--stage2-steps", type=int,
+                        help="overrides the config; 0 skips stage 2 (both 0 with --init-from: evaluate that checkpoint, "
+                             "e.g. beside --baselines)")
     parser.add_argument("--n-train", type=int)
     parser.add_argument("--n-test", type=int)
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first K test puzzles only")

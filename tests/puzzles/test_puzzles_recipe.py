@@ -346,6 +346,8 @@ def test_set_overrides_a_recipe_field_with_its_type():
         RecipeConfig.parse_override("stage1_steps=lots")
     with pytest.raises(ValueError, match="true/false"):
         RecipeConfig.parse_override("canvas_index=maybe")
+    with pytest.raises(ValueError, match="stage2_steps must be >= 0"):
+        RecipeConfig(stage2_steps=-1)
 
 
 def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, monkeypatch):
@@ -364,6 +366,16 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
     model, tok = load_model(tmp_path / "run" / "model")
     assert tok.convert_tokens_to_ids("@15") != tok.unk_token_id
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model-")], "no staging left behind"
+    # zero steps in both stages: the --init-from checkpoint is evaluated (and saved) exactly as it was
+    evaluated = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "eval"), "--device", "cpu",
+                                   "--init-from", str(tmp_path / "run" / "model"), "--set", "canvas_index=1",
+                                   "--stage1-steps", "0", "--stage2-steps", "0", "--eval-limit", "4"])
+    summary = run(evaluated)
+    assert summary["stage1"]["steps"] == 0 and summary["stage2"]["steps"] == 0
+    before, after = model.state_dict(), load_model(tmp_path / "eval" / "model")[0].state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert [r["method"] for r in results["results"]] == ["causal draft (N=0, random order)", "Glauber N=1"]
     # a run that dies in stage 2 still leaves the stage-1 model and the held-out rows
     def stage2_dies(*args, **kwargs):
         raise RuntimeError("killed in stage 2")
