@@ -365,7 +365,7 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
     assert summary["stage1"]["steps"] == 3 and summary["stage2"]["steps"] == 1
     model, tok = load_model(tmp_path / "run" / "model")
     assert tok.convert_tokens_to_ids("@15") != tok.unk_token_id
-    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model-")], "no staging left behind"
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model.")], "no staging left behind"
     # zero steps in both stages: the --init-from checkpoint is evaluated (and saved) exactly as it was
     evaluated = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "eval"), "--device", "cpu",
                                    "--init-from", str(tmp_path / "run" / "model"), "--set", "canvas_index=1",
