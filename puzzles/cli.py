@@ -85,7 +85,36 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
+
+    probe = sub.add_parser("probe", help="does the model read its prompt: losses with each puzzle's own prompt vs "
+                                         "another's")
+    probe.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
+    probe.add_argument("--data", required=True, help="dataset dir (its 'test' split) or a .jsonl of rows")
+    probe.add_argument("--limit", type=int, default=256, help="first K puzzles only")
+    probe.add_argument("--batch-size", type=int, default=64)
+    probe.add_argument("--seed", type=int, default=0, help="seed of the masks and corruptions (shared by both prompts)")
+    probe.add_argument("--device", default="cpu")
+    probe.set_defaults(func=_probe)
     return group
+
+
+def _rows(path: str) -> list[dict]:
+    """Rows of a .jsonl file, or the 'test' split of a dataset dir."""
+    from datasets import load_from_disk
+
+    from puzzles.run import load_rows
+
+    return load_rows(path) if path.endswith(".jsonl") else list(load_from_disk(path)["test"])
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from puzzles.probe import format_reliance, prompt_reliance
+    from puzzles.recipe import load_model
+
+    model, tokenizer = load_model(args.model, args.device)
+    rows = _rows(args.data)[: args.limit]
+    print(format_reliance(prompt_reliance(model, tokenizer, rows, args.batch_size, args.seed)))
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -102,7 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
             return {r["prompt"] for r in load_rows(path)}
         return {p for split in load_from_disk(path).values() for p in split["prompt"]}
 
-    rows = load_rows(args.data) if args.data.endswith(".jsonl") else list(load_from_disk(args.data)["test"])
+    rows = _rows(args.data)
     if args.exclude:
         seen = set().union(*(prompts(path) for path in args.exclude))
         kept = [r for r in rows if r["prompt"] not in seen]

@@ -67,7 +67,7 @@ def zebra_row(p: zebra.ZebraPuzzle) -> dict[str, Any]:
         "prompt": " ".join(p.prompt_tokens()),
         "canvas": " ".join(canvas),
         "frozen": [1 if t == zebra.FILLER else 0 for t in canvas],
-        "solver_order": [zebra.canvas_position(r, h) for r, h, _ in p.fills],
+        "solver_order": [zebra.canvas_position(r, v) for r, _, v in p.fills],
         "kind": "zebra",
         "size": f"{p.houses}x{p.attributes}",
         "difficulty": p.level,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from puzzles.zebra import CLUE_TYPES, FILLER
+from puzzles.zebra import CLUE_TYPES, FILLER, canvas_position
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]  # ids 0, 1, 2 as in T5
 MODE_TOKENS = ["[NLU]", "[NLG]", "[S2S]"]  # UL2 denoiser prefixes
@@ -19,8 +19,9 @@ MAX_CANVAS_CELLS = 81  # a 9×9 Sudoku; the Zebra canvas has 36
 def canvas_index_words(cells: int) -> list[str]:
     """`@0 … @(cells−1)`: one word per canvas cell, written after the prompt by `encoder_prompts`. T5 sees only
     relative positions, so a canvas cell would otherwise have to work out which cell it is (and so which cells are
-    its Sudoku peers, or which clue words name it) from distances alone; with the index words every canvas cell finds
-    its own at one fixed offset (the canvas length), like a learned absolute position handed over as input."""
+    its Sudoku peers) from distances alone; with the index words every canvas cell finds its own at one fixed offset
+    (the canvas length), like a learned absolute position handed over as input. Zebra clues name their entities by
+    the same words (`entities_as_cell_words`)."""
     return [f"@{i}" for i in range(cells)]
 
 
@@ -47,11 +48,30 @@ def canvas_index_suffix(tokenizer: PreTrainedTokenizerFast) -> str:
     return " ".join(w for w in canvas_index_words(MAX_CANVAS_CELLS) if w in known)
 
 
+def entities_as_cell_words(prompt: str) -> str:
+    """A Zebra prompt with each attribute entity `c r v` written as the index word `@k` of its canvas cell,
+    k = `canvas_position(r, v)`. A clue then names the very cells it constrains, and canvas cell k finds the clues
+    about it by the one word it shares with them instead of by decoding three. House entities `n 0 h` keep their
+    number, which is the word the named cell must hold. Sudoku prompts hold no `c` and pass unchanged."""
+    words = prompt.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] == "c" and i + 2 < len(words) and words[i + 1].isdigit() and words[i + 2].isdigit():
+            out.append(f"@{canvas_position(int(words[i + 1]), int(words[i + 2]))}")
+            i += 3
+        else:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
 def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[str]:
-    """Dataset `prompt`s as `tokenizer` reads them: followed by its `canvas_index_suffix`. Every path that encodes a
-    prompt goes through here."""
+    """Dataset `prompt`s as `tokenizer` reads them. A tokenizer with canvas index words gets each prompt with its
+    entities written as those words (`entities_as_cell_words`) and followed by its `canvas_index_suffix`. Every path
+    that encodes a prompt goes through here."""
     suffix = canvas_index_suffix(tokenizer)
-    return [f"{p} {suffix}".strip() for p in prompts] if suffix else list(prompts)
+    return [f"{entities_as_cell_words(p)} {suffix}".strip() for p in prompts] if suffix else list(prompts)
 
 
 def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None) -> PreTrainedTokenizerFast:

@@ -590,27 +590,36 @@ def generate_zebra(
 # --------------------------------------------------------------------------- canvas layout
 
 
-def canvas_position(row: int, house: int) -> int:
-    """Canvas index of attribute ``row`` (1-based) at ``house`` in the fixed 6x6 canvas."""
-    return (row - 1) * CANVAS_COLS + house
+def canvas_position(row: int, value: int) -> int:
+    """Canvas index of the entity ``(row, value)`` (``row`` 1-based) in the fixed 6x6 canvas.
+
+    The canvas is the answer table indexed by entity: the cell of attribute ``row``, value ``value`` holds the house
+    that value lives in. A clue names entities, so every entity a clue mentions is one canvas cell and every clue is a
+    constraint between the houses written in the cells it names (``=``: equal, ``nbr``: one apart, ...), as Sudoku's
+    constraints are between the cells of a unit; indexing by house would instead make each clue a lookup of where a
+    value currently sits.
+    """
+    return (row - 1) * CANVAS_COLS + value
 
 
 def table_to_canvas(table: Sequence[Sequence[int]], n: int, m: int) -> list[str]:
-    """Rows ``1..m`` of ``table`` as 36 tokens, ``.`` outside the ``m x n`` block."""
+    """Rows ``1..m`` of ``table`` as 36 tokens (the house of each entity), ``.`` outside the ``m x n`` block."""
     canvas = [FILLER] * (CANVAS_ROWS * CANVAS_COLS)
     for r in range(1, m + 1):
         for h in range(n):
-            canvas[canvas_position(r, h)] = str(table[r][h])
+            canvas[canvas_position(r, table[r][h])] = str(h)
     return canvas
 
 
 def canvas_to_table(canvas: Sequence[str], n: int, m: int) -> list[list[int | None]]:
-    """Inverse of ``table_to_canvas``; unparsable tokens become ``None``. Includes row 0."""
+    """Inverse of ``table_to_canvas``, including row 0. A house that no value of its row claims, or that two claim,
+    is ``None``; an unparsable or out-of-range token claims no house."""
     table: list[list[int | None]] = [list(range(n))]
     for r in range(1, m + 1):
-        row: list[int | None] = []
-        for h in range(n):
-            tok = canvas[canvas_position(r, h)]
-            row.append(int(tok) if tok.isdigit() else None)
-        table.append(row)
+        claims: list[list[int]] = [[] for _ in range(n)]
+        for v in range(n):
+            tok = canvas[canvas_position(r, v)]
+            if tok.isdigit() and int(tok) < n:
+                claims[int(tok)].append(v)
+        table.append([c[0] if len(c) == 1 else None for c in claims])
     return table

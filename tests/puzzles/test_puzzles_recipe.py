@@ -29,6 +29,7 @@ from puzzles.recipe import (
     train_stage2,
 )
 from puzzles.run import add_run_arguments, load_rows, run, save_demo_asset
+from puzzles.tokenizer import entities_as_cell_words
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = ROOT / "assets" / "sudoku-4x4"
@@ -323,14 +324,16 @@ def test_canvas_index_words_reach_every_encoder_path(sudoku4):
     assert [tok.convert_ids_to_tokens(i)[:-1] for i in ar_batch["input_ids"].tolist()] == expected
     untagged = canvas_inputs(rows, plain)[0]
     assert plain.convert_ids_to_tokens(untagged[0].tolist()) == rows[0]["prompt"].split()
-    # Zebra: clue prompts of any length, then one word per cell of the 6 × 6 answer table
+    # Zebra: clue prompts of any length naming entities by their cells, then one word per cell of the answer table
     zebra_tok = build_tokenizer(RecipeConfig(kind="zebra", houses="3", attributes="3", canvas_index=True))
     zebra_rows = [data.zebra_row(zebra.generate_one(3, 3, seed=0, index=i)) for i in range(2)]
     ids, mask, canvas, _ = canvas_inputs(zebra_rows, zebra_tok)
     assert canvas.shape[1] == 36
     for row, r_ids, r_mask in zip(zebra_rows, ids.tolist(), mask.tolist()):
         words = [w for w, m in zip(zebra_tok.convert_ids_to_tokens(r_ids), r_mask) if m]
-        assert words == row["prompt"].split() + [f"@{i}" for i in range(36)]
+        assert words == entities_as_cell_words(row["prompt"]).split() + [f"@{i}" for i in range(36)]
+        assert "c" not in words and "<unk>" not in words
+        assert words.count("CLUE_END") == row["n_clues"]
     with pytest.raises(ValueError, match="canvas_cells"):
         build_tokenizer(RecipeConfig(**{**TINY, "size": 10}, canvas_index=True))
 

@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from puzzles import data, metrics, sudoku, zebra
-from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, puzzle_vocab
+from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, encoder_prompts, entities_as_cell_words, puzzle_vocab
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,20 @@ def test_kind_specific_vocab() -> None:
         puzzle_vocab("chess")
 
 
+def test_entities_become_the_index_words_of_their_canvas_cells() -> None:
+    prompt = "= LHS n 0 2 RHS c 1 1 CLUE_END inbetween LHS c 3 2 RHS c 2 0 c 1 2 CLUE_END"
+    # (3, 2) is canvas cell 2·6 + 2 = 14; the house entity `n 0 2` keeps the word its cell must hold
+    assert entities_as_cell_words(prompt) == "= LHS n 0 2 RHS @1 CLUE_END inbetween LHS @14 RHS @6 @2 CLUE_END"
+    assert entities_as_cell_words("1 _ 3 4") == "1 _ 3 4"
+    p = zebra.generate_one(4, 4, seed=0, index=0)
+    named = entities_as_cell_words(" ".join(p.prompt_tokens())).split()
+    cells = [f"@{zebra.canvas_position(r, v)}" for c in p.clues for r, v in c.entities if r > 0]
+    assert [w for w in named if w.startswith("@")] == cells
+    indexed = build_puzzle_tokenizer("zebra", canvas_cells=36)
+    assert encoder_prompts(indexed, [prompt]) == [entities_as_cell_words(prompt) + " " + " ".join(f"@{i}" for i in range(36))]
+    assert encoder_prompts(build_puzzle_tokenizer("zebra"), [prompt]) == [prompt]
+
+
 GRID4 = [1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]
 
 
@@ -78,6 +92,11 @@ def test_zebra_checker() -> None:
     dup = [list(r) for r in table]
     dup[1][0] = dup[1][1]
     assert not metrics.zebra_is_solved(dup, p.clues)
+    row = data.zebra_row(p)
+    assert metrics.is_solved(row["canvas"], row)
+    two_in_one_house = row["canvas"].split()
+    two_in_one_house[0] = two_in_one_house[1]
+    assert not metrics.is_solved(two_in_one_house, row)
 
 
 def test_wilson_interval_numbers() -> None:

@@ -76,8 +76,26 @@ def test_generation_reproducible_and_canvas_layout() -> None:
     canvas = Z.table_to_canvas(p.table, p.houses, p.attributes)
     assert len(canvas) == 36
     assert canvas.count(".") == 36 - p.houses * p.attributes
-    assert canvas[Z.canvas_position(1, 0)] == str(p.table[1][0])
+    assert canvas[Z.canvas_position(1, p.table[1][0])] == "0"
     assert Z.canvas_to_table(canvas, p.houses, p.attributes) == p.table
+
+
+def test_canvas_cell_of_an_entity_holds_its_house() -> None:
+    # 3 houses, 2 attributes; row 1 puts value 2 in house 0, value 0 in house 1, value 1 in house 2
+    table = [[0, 1, 2], [2, 0, 1], [0, 1, 2]]
+    canvas = Z.table_to_canvas(table, 3, 2)
+    assert canvas[:6] == ["1", "2", "0", ".", ".", "."] and canvas[6:12] == ["0", "1", "2", ".", ".", "."]
+    assert canvas[12:] == ["."] * 24
+    # a clue is a constraint between the cells it names: "(1, 2) lives with (2, 0)" is "cell 2 == cell 6"
+    same = Z.Clue("=", ((1, 2),), ((2, 0),))
+    assert Z.clue_true(same, table) and canvas[Z.canvas_position(1, 2)] == canvas[Z.canvas_position(2, 0)] == "0"
+    # two values of a row claiming one house give no table row; an out-of-range house counts as unreadable
+    clash = list(canvas)
+    clash[0] = clash[1]
+    assert Z.canvas_to_table(clash, 3, 2)[1] == [2, None, None]
+    far = list(canvas)
+    far[0] = "5"
+    assert Z.canvas_to_table(far, 3, 2)[1] == [2, None, 1]
 
 
 def test_rejects_unsupported_sizes() -> None:
