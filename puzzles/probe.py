@@ -19,7 +19,7 @@ from modeling_glauber import GlauberT5ForDiffusion
 from puzzles.recipe import PuzzleUL2Collator, legal_canvas_tokens, tokenized
 
 # the stage-1 tasks measured: (name, collator settings)
-TASKS: tuple[tuple[str, dict[str, float]], ...] = (
+TASKS: tuple[tuple[str, dict[str, float | int]], ...] = (
     ("causal draft (CAUSAL-GEN)", {"causal_fraction": 1.0}),
     ("infill 1–8 cells, the rest true", {"causal_fraction": 0.0, "max_corruption": 0.0, "infill_targets": 8}),
     ("infill 1–8 cells, the rest relabelled", {"causal_fraction": 0.0, "relabel_corruption": 1.0, "infill_targets": 8}),
