@@ -42,16 +42,15 @@ def other_prompts(rows: list[dict[str, Any]]) -> list[str]:
 def _nll(
     model: GlauberT5ForDiffusion, collator: PuzzleUL2Collator, features: list[dict[str, Any]], batch_size: int
 ) -> tuple[float, float]:
-    """Mean NLL per scored cell and the argmax accuracy of `collator`'s batches of `features`."""
+    """Mean NLL per scored cell and the argmax accuracy of `collator`'s batches of `features`. The NLL is the
+    backbone's own label loss, the one stage 1 trains, weighted by each batch's scored cells."""
     total, count, correct = 0.0, 0, 0
     for start in range(0, len(features), batch_size):
-        batch = collator(features[start : start + batch_size])
-        labels = batch.pop("labels").to(model.device)
-        logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits.float()
-        scored = labels != -100
-        log_p = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        total -= float(log_p[scored].sum())
-        correct += int((logits.argmax(-1) == labels)[scored].sum())
+        batch = {k: v.to(model.device) for k, v in collator(features[start : start + batch_size]).items()}
+        out = model(**batch)
+        scored = batch["labels"] != -100
+        total += float(out.loss) * int(scored.sum())
+        correct += int((out.logits.argmax(-1) == batch["labels"])[scored].sum())
         count += int(scored.sum())
     return total / count, correct / count
 
@@ -68,9 +67,9 @@ def prompt_reliance(
         raise ValueError("rows must hold at least one puzzle")
     kind, size = rows[0]["kind"], rows[0]["size"].split("x")[0]
     legal = tokenizer.convert_tokens_to_ids(legal_canvas_tokens(kind, size))
-    own = tokenized(Dataset.from_list(rows), tokenizer)
-    other = tokenized(Dataset.from_list([dict(r, prompt=p) for r, p in zip(rows, other_prompts(rows))]), tokenizer)
-    own_features, other_features = [own[i] for i in range(len(own))], [other[i] for i in range(len(other))]
+    own_features = list(tokenized(Dataset.from_list(rows), tokenizer))
+    swapped = [dict(r, prompt=p) for r, p in zip(rows, other_prompts(rows))]
+    other_features = list(tokenized(Dataset.from_list(swapped), tokenizer))
     was_training = model.training
     model.eval()
     results = []
