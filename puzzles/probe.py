@@ -49,9 +49,10 @@ def _nll(
         batch = {k: v.to(model.device) for k, v in collator(features[start : start + batch_size]).items()}
         out = model(**batch)
         scored = batch["labels"] != -100
-        total += float(out.loss) * int(scored.sum())
+        cells = int(scored.sum())
+        total += float(out.loss) * cells
         correct += int((out.logits.argmax(-1) == batch["labels"])[scored].sum())
-        count += int(scored.sum())
+        count += cells
     return total / count, correct / count
 
 
