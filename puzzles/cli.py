@@ -30,7 +30,10 @@ def _make_sudoku(args: argparse.Namespace) -> int:
 
 def _make_zebra(args: argparse.Namespace) -> int:
     sizes = [(h, a) for h in _int_list(args.houses) for a in _int_list(args.attributes)]
-    ds, stats = data.build_zebra(sizes, args.n, args.test_size, args.seed, workers=args.workers, progress=not args.quiet)
+    ds, stats = data.build_zebra(
+        sizes, args.n, args.test_size, args.seed, workers=args.workers, progress=not args.quiet,
+        answer_as_clues=args.answer_as_clues,
+    )
     return _finish(ds, stats, args)
 
 
@@ -70,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     zeb = kinds.add_parser("zebra", help="Zebra puzzles, sizes drawn uniformly from houses x attributes")
     zeb.add_argument("--houses", default="3,4", help="comma list in 3..6")
     zeb.add_argument("--attributes", default="3,4", help="comma list in 3..6")
+    zeb.add_argument(
+        "--answer-as-clues",
+        action="store_true",
+        help="lookup screen: each puzzle's clues replaced by its answer, one '=' clue per cell, shuffled",
+    )
     _common(zeb)
     zeb.set_defaults(func=_make_zebra)
 

@@ -151,17 +151,21 @@ def build_zebra(
     seed: int,
     workers: int = 1,
     progress: bool = True,
+    answer_as_clues: bool = False,
 ) -> tuple[DatasetDict, dict[str, Any]]:
-    """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``."""
+    """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``. ``answer_as_clues``:
+    each puzzle's clues replaced by its answer (`zebra.answer_as_clues`), the lookup screen."""
 
     def generate(start: int, count: int) -> list[dict[str, Any]]:
         ps = zebra.generate_zebra(sizes, count, seed, start=start, workers=workers, progress=progress)
-        return [zebra_row(p) for p in ps]
+        return [zebra_row(zebra.answer_as_clues(p, seed) if answer_as_clues else p) for p in ps]
 
     t0 = time.perf_counter()
     rows, drawn = unique_rows(generate, n_train + n_test)
     elapsed = time.perf_counter() - t0
-    stats = _stats("zebra", len(rows), drawn, elapsed, seed, workers, sizes=[list(s) for s in sizes])
+    stats = _stats(
+        "zebra", len(rows), drawn, elapsed, seed, workers, sizes=[list(s) for s in sizes], answer_as_clues=answer_as_clues
+    )
     return split_rows(rows, n_test, seed), stats
 
 

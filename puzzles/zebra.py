@@ -12,6 +12,7 @@ entity is ``(row, value)``; row 0 entities (``n``) name a house position.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -585,6 +586,21 @@ def generate_zebra(
             raise ValueError(f"sizes must lie in {MIN_SIZE}..{MAX_SIZE}, got {h}x{a}")
     fn = functools.partial(_generate_indexed, sizes, seed)
     return parallel_map(fn, range(start, start + n), workers=workers, desc="zebra", progress=progress, chunk_size=8)
+
+
+def answer_as_clues(puzzle: ZebraPuzzle, seed: int) -> ZebraPuzzle:
+    """The same answer, its clues replaced by one ``= LHS c r v RHS n 0 h`` per attribute entity (its house) in a
+    random order drawn from ``(seed, puzzle.index)``: a puzzle solved by finding, for each cell, the clue that names
+    it, with no deduction. A model and recipe that cannot learn this cannot read Zebra clues at all (README: the
+    lookup screen)."""
+    n, m = puzzle.houses, puzzle.attributes
+    clues = [Clue("=", ((r, v),), ((0, h),)) for r in range(1, m + 1) for h, v in enumerate(puzzle.table[r])]
+    order = np.random.default_rng([seed, n, m, puzzle.index, 1]).permutation(len(clues))
+    clues = [clues[i] for i in order]
+    ok, fills, level, final = solve_with_fill_order(n, m, clues)
+    if not ok or final != puzzle.table[1:]:
+        raise AssertionError(f"zebra {n}x{m} #{puzzle.index}: the answer's clues do not deduce the answer")
+    return dataclasses.replace(puzzle, clues=clues, fills=fills, level=level, clues_sampled=len(clues))
 
 
 # --------------------------------------------------------------------------- canvas layout

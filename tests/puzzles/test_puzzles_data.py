@@ -152,3 +152,13 @@ def test_cli_make_sudoku_and_zebra(tmp_path: Path, capsys) -> None:
     assert rc == 0
     z = load_from_disk(str(zout))
     assert set(z["train"]["size"]) <= {"3x3", "3x4"} and z["test"].num_rows == 2
+
+    screen = tmp_path / "lookup"
+    rc = cli.main(["puzzles", "make", "zebra", "--houses", "3", "--attributes", "3,4", "--n", "5", "--test-size", "2",
+                   "--answer-as-clues", "--out", str(screen), "--quiet"])
+    assert rc == 0
+    stats = json.loads((screen / "generation.json").read_text())
+    assert stats["answer_as_clues"] is True
+    for row in load_from_disk(str(screen))["train"]:
+        houses, attributes = map(int, row["size"].split("x"))
+        assert row["n_clues"] == houses * attributes == row["prompt"].split().count("=")

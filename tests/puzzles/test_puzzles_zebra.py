@@ -80,6 +80,21 @@ def test_generation_reproducible_and_canvas_layout() -> None:
     assert Z.canvas_to_table(canvas, p.houses, p.attributes) == p.table
 
 
+def test_answer_as_clues_states_every_cell_once_in_a_seeded_order() -> None:
+    p = Z.generate_one(4, 3, seed=2, index=7)
+    screen = Z.answer_as_clues(p, seed=2)
+    assert screen.table == p.table and screen.n_clues == 12
+    stated = {c.lhs[0]: c.rhs[0] for c in screen.clues}
+    assert all(c.kind == "=" for c in screen.clues)
+    assert stated == {(r, v): (0, h) for r in range(1, 4) for h, v in enumerate(p.table[r])}
+    assert Z.count_solutions(4, 3, screen.clues) == (1, p.table)
+    (r, v), (_, h) = screen.clues[0].lhs[0], screen.clues[0].rhs[0]
+    assert screen.prompt_tokens()[:10] == ["=", "LHS", "c", str(r), str(v), "RHS", "n", "0", str(h), "CLUE_END"]
+    assert Z.answer_as_clues(p, seed=2).clues == screen.clues
+    orders = {tuple(Z.answer_as_clues(p, seed=s).clues) for s in range(4)}
+    assert len(orders) > 1, "the clue order must depend on the seed"
+
+
 def test_canvas_cell_of_an_entity_holds_its_house() -> None:
     # 3 houses, 2 attributes; row 1 puts value 2 in house 0, value 0 in house 1, value 1 in house 2
     table = [[0, 1, 2], [2, 0, 1], [0, 1, 2]]
