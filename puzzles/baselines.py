@@ -1,12 +1,12 @@
 """Baselines on the same backbone, data and harness as the Glauber model.
 
-- Masked diffusion (Ye / Kim): a `T5ForConditionalGeneration` trained with the MDM objective — each free cell masked
+- Masked diffusion (Ye / Kim): the recipe's backbone (`build_backbone`: T5 or T5-Gemma) trained with the MDM objective — each free cell masked
   with probability t ~ U(0, 1], encoder `P + x_masked + </s>` (one mask token, `<extra_id_0>`, for every masked
   cell, laid out by `modeling_glauber.infill`), the decoder reads the masked canvas shifted right and predicts every
   cell in one pass; cross-entropy on masked cells. Decoding reveals one cell per call, the masked cell with the
   highest top-1 probability ("Top-K probability") or top-1 minus top-2 margin ("Top-K margin", Kim et al.);
   revealed cells stay fixed.
-- Autoregressive in solver order (Shah): a `T5ForConditionalGeneration` whose decoder emits `(row, col, value)`
+- Autoregressive in solver order (Shah): the same backbone whose decoder emits `(row, col, value)`
   triplets of the free cells in the `solver_order` column (givens are in the encoder prompt); greedy decoding with
   the triplet grammar enforced. The causal-only model in a random order is the Glauber model's own draft (N = 0).
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from modeling_glauber.infill import build_prefix, infill_encoder_inputs, mask_canvas
 from puzzles.metrics import givens
@@ -29,7 +29,7 @@ from trainers import GlauberDataCollator
 SCORES = ("probability", "margin")
 
 
-def _prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, model: T5ForConditionalGeneration):
+def _prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, model: PreTrainedModel):
     c = model.config
     return build_prefix(input_ids, attention_mask, input_ids.shape[0], s_mode_token_id=None, r_mode_token_id=None,
                         eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id, device=input_ids.device)
@@ -50,7 +50,7 @@ def _mdm_inputs(model, prefix, canvas: torch.Tensor, masked: torch.Tensor, mask_
 class MaskedDiffusionCollator:
     """MDM training batches: mask each free cell with probability t ~ U(0, 1] (at least one per row)."""
 
-    model: T5ForConditionalGeneration
+    model: PreTrainedModel
     mask_id: int
     seed: int = 0
 
@@ -73,7 +73,7 @@ class MaskedDiffusionCollator:
 
 
 @torch.no_grad()
-def mdm_predictions(model: T5ForConditionalGeneration, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
                     legal_ids: list[int], score: str = "margin", batch_size: int = 256) -> tuple[list[list[str]], int]:
     """Adaptive MDM decoding: one call per revealed cell, the most confident masked cell first (`score`)."""
     if score not in SCORES:
@@ -134,7 +134,7 @@ def solver_triplets(row: dict[str, Any]) -> list[str]:
 
 
 @torch.no_grad()
-def solver_order_predictions(model: T5ForConditionalGeneration, tokenizer: PreTrainedTokenizerFast,
+def solver_order_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
                              rows: list[dict[str, Any]], legal_values: list[str],
                              batch_size: int = 256) -> tuple[list[list[str]], int]:
     """Greedy triplet decoding (row, col, value vocabularies enforced by position), written into the givens' grid."""

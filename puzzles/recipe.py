@@ -28,14 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration, Trainer, TrainerCallback
-from transformers import TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration, T5GemmaConfig
+from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
 from puzzles.tokenizer import build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
+
+
+BACKBONES = ("t5", "t5gemma")
 
 
 @dataclass
@@ -49,13 +52,15 @@ class RecipeConfig:
     n_train: int = 20000
     n_test: int = 500
     seed: int = 0
+    # "t5": relative-position buckets shared by all layers; "t5gemma": rotary positions in every layer (GeGLU MLP)
+    backbone: str = "t5"
     d_model: int = 128
     num_layers: int = 3
     num_heads: int = 4
     d_kv: int = 32
     d_ff: int = 512
-    # T5 buckets relative distances logarithmically beyond num_buckets/4 in the encoder; a 9×9 canvas cell is 81
-    # positions after its prompt cell and 9·k after its column mates, which 32 buckets cannot tell apart
+    # T5 only: it buckets relative distances logarithmically beyond num_buckets/4 in the encoder; a 9×9 canvas cell
+    # is 81 positions after its prompt cell and 9·k after its column mates, which 32 buckets cannot tell apart
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     canvas_index: bool = False  # the prompt ends with one index word per canvas cell (`canvas_index_words`)
@@ -82,6 +87,8 @@ class RecipeConfig:
     eval_batch: int = 256
 
     def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         for name in ("stage1_steps", "stage2_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 skips the stage, e.g. to evaluate an --init-from "
@@ -129,8 +136,27 @@ def legal_canvas_tokens(kind: str, size: int | None = None) -> list[str]:
     raise ValueError(f"kind must be 'sudoku' or 'zebra', got {kind!r}")
 
 
-def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
-    """A randomly initialised T5 of the recipe's size (the Glauber model's and the baselines' backbone)."""
+def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    """A randomly initialised T5 or T5-Gemma of the recipe's size (the Glauber model's and the baselines' backbone)."""
+    ids = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(cfg.seed)
+    if cfg.backbone == "t5gemma":
+        module = dict(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.d_model,
+            intermediate_size=cfg.d_ff,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            head_dim=cfg.d_kv,
+            query_pre_attn_scalar=cfg.d_kv,  # the 1/sqrt(d_kv) scaling; Gemma's default assumes d_kv = 256
+            dropout_rate=0.0,
+            attention_dropout=0.0,
+            **ids,
+        )
+        config = T5GemmaConfig(encoder=module, decoder=dict(module), dropout_rate=0.0, attention_dropout=0.0,
+                               decoder_start_token_id=tokenizer.pad_token_id, **ids)
+        return T5GemmaForConditionalGeneration(config)
     t5 = T5Config(
         vocab_size=len(tokenizer),
         d_model=cfg.d_model,
@@ -141,11 +167,9 @@ def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> T5F
         relative_attention_num_buckets=cfg.relative_attention_num_buckets,
         relative_attention_max_distance=cfg.relative_attention_max_distance,
         decoder_start_token_id=tokenizer.pad_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
         dropout_rate=0.0,
+        **ids,
     )
-    torch.manual_seed(cfg.seed)
     return T5ForConditionalGeneration(t5)
 
 

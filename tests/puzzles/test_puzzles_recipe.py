@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -95,6 +96,27 @@ def test_recipe_sets_the_backbone_relative_position_buckets(sudoku4):
     assert backbone.config.relative_attention_max_distance == 144
     bias = backbone.encoder.block[0].layer[0].SelfAttention.relative_attention_bias
     assert bias.num_embeddings == 144
+
+
+def test_t5gemma_backbone_recipe_trains_both_stages_and_solves(sudoku4, tmp_path):
+    cfg = RecipeConfig(**TINY, backbone="t5gemma", stage1_steps=30, stage2_steps=2)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    encoder = model.backbone.config.encoder
+    assert model.backbone.config.model_type == "t5gemma"
+    assert (encoder.hidden_size, encoder.num_hidden_layers, encoder.num_attention_heads, encoder.head_dim) == (
+        cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_kv)
+    assert encoder.query_pre_attn_scalar == cfg.d_kv
+    train = tokenized(sudoku4["train"], tok)
+    torch.manual_seed(0)
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert stage1["last_loss"] < stage1["first_loss"]
+    assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
+    rows = list(sudoku4["test"])[:4]
+    predictions, _ = glauber_predictions(model.eval(), tok, rows, num_rounds=1)
+    assert all(set(p) <= set(legal_canvas_tokens("sudoku", 4)) and len(p) == 16 for p in predictions)
+    with pytest.raises(ValueError, match=r"backbone must be one of \('t5', 't5gemma'\)"):
+        RecipeConfig(backbone="gpt2")
 
 
 def test_stage1_collator_encodes_both_modes(tiny):
@@ -244,8 +266,10 @@ def test_training_smoke_decreases_loss_and_generates(tiny, sudoku4, tmp_path):
         assert set(pred) <= set(legal_canvas_tokens("sudoku", 4))
 
 
-def test_baselines_decode_in_the_same_harness(tiny, sudoku4):
+@pytest.mark.parametrize("backbone", ["t5", "t5gemma"])
+def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
     cfg, tok, _, train = tiny
+    cfg = dataclasses.replace(cfg, backbone=backbone)
     rows = list(sudoku4["test"])[:6]
     legal_words = legal_canvas_tokens("sudoku", 4)
     mdm = build_backbone(cfg, tok).eval()
