@@ -1,11 +1,11 @@
 """Baselines on the same backbone, data and harness as the Glauber model.
 
-- Masked diffusion (Ye / Kim): the recipe's backbone (`build_backbone`: T5 or T5-Gemma) trained with the MDM objective — each free cell masked
-  with probability t ~ U(0, 1], encoder `P + x_masked + </s>` (one mask token, `<extra_id_0>`, for every masked
-  cell, laid out by `modeling_glauber.infill`), the decoder reads the masked canvas shifted right and predicts every
-  cell in one pass; cross-entropy on masked cells. Decoding reveals one cell per call, the masked cell with the
-  highest top-1 probability ("Top-K probability") or top-1 minus top-2 margin ("Top-K margin", Kim et al.);
-  revealed cells stay fixed.
+- Masked diffusion (Ye / Kim): the recipe's backbone (`build_backbone`: T5 or T5-Gemma) trained with the MDM
+  objective — each free cell masked with probability t ~ U(0, 1], encoder `P + x_masked + </s>` (one mask token,
+  `<extra_id_0>`, for every masked cell, laid out by `modeling_glauber.infill`), the decoder reads the masked canvas
+  shifted right and predicts every cell in one pass; cross-entropy on masked cells. Decoding reveals one cell per
+  call, the masked cell with the highest top-1 probability ("Top-K probability") or top-1 minus top-2 margin ("Top-K
+  margin", Kim et al.); revealed cells stay fixed.
 - Autoregressive in solver order (Shah): the same backbone whose decoder emits `(row, col, value)`
   triplets of the free cells in the `solver_order` column (givens are in the encoder prompt); greedy decoding with
   the triplet grammar enforced. The causal-only model in a random order is the Glauber model's own draft (N = 0).
