@@ -150,10 +150,9 @@ def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Pre
             num_key_value_heads=cfg.num_heads,
             head_dim=cfg.d_kv,
             query_pre_attn_scalar=cfg.d_kv,  # the 1/sqrt(d_kv) scaling; Gemma's default assumes d_kv = 256
-            dropout_rate=0.0,
-            attention_dropout=0.0,
             **ids,
         )
+        # the top-level dropout rates overwrite both modules' own
         config = T5GemmaConfig(encoder=module, decoder=dict(module), dropout_rate=0.0, attention_dropout=0.0,
                                decoder_start_token_id=tokenizer.pad_token_id, **ids)
         return T5GemmaForConditionalGeneration(config)
