@@ -21,6 +21,10 @@ class GlauberT5Config(PreTrainedConfig):
         causal_order: order π_0 of the CAUSAL-GEN draft: "identity" (text) or "random" (puzzles).
         time_frequency_dim: size of the sinusoidal features of τ.
         time_embedding_dim: width of the time MLP that feeds the AdaLN-Zero projection.
+        canvas_position_embeddings: L_max > 0 adds a learned, zero-initialised embedding of canvas position k
+            (k < L_max) to the canvas token at k in the MASK-INFILL encoder and to the CAUSAL-GEN decoder input that
+            writes k, so that a cell knows where it is without deriving it from relative positions (puzzles); 0 (the
+            default) adds nothing, as text needs.
         r_mode_token_id / s_mode_token_id / x_mode_token_id: UL2 mode tokens ([NLU], [S2S], [NLG]); None omits them.
         sentinel_token_ids: ids of `<extra_id_0>`, `<extra_id_1>`, … (at least `mask_window` of them).
         suppressed_token_ids: ids neither mode may emit (specials, sentinels, ids past the tokenizer's vocabulary).
@@ -36,6 +40,7 @@ class GlauberT5Config(PreTrainedConfig):
     causal_order: str = "identity"
     time_frequency_dim: int = 256
     time_embedding_dim: int = 256
+    canvas_position_embeddings: int = 0
     r_mode_token_id: int | None = None
     s_mode_token_id: int | None = None
     x_mode_token_id: int | None = None
@@ -58,7 +63,13 @@ class GlauberT5Config(PreTrainedConfig):
             raise ValueError(
                 f"backbone.model_type={self.backbone.model_type!r} is not supported; allowed: {SUPPORTED_BACKBONES}"
             )
-        for name, low in (("num_rounds", 1), ("mask_window", 1), ("time_frequency_dim", 2), ("time_embedding_dim", 1)):
+        for name, low in (
+            ("num_rounds", 1),
+            ("mask_window", 1),
+            ("time_frequency_dim", 2),
+            ("time_embedding_dim", 1),
+            ("canvas_position_embeddings", 0),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

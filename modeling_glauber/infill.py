@@ -124,6 +124,14 @@ def infill_encoder_inputs(
     return ids, mask
 
 
+def infill_canvas_positions(prefix: GlauberPrefix, length: int) -> torch.Tensor:
+    """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`."""
+    device = prefix.infill_ids.device
+    none = torch.full((prefix.batch_size, prefix.infill_ids.shape[1]), -1, dtype=torch.long, device=device)
+    canvas = torch.arange(length, device=device).expand(prefix.batch_size, -1)
+    return torch.cat([none, canvas, none[:, :1]], dim=1)
+
+
 def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: int, device: torch.device) -> torch.Tensor:
     """MASK-INFILL decoder input `[decoder_start, <extra_id_0>]`."""
     return torch.tensor([[decoder_start_id, sentinel_0]], dtype=torch.long, device=device).expand(batch_size, -1)
@@ -153,20 +161,24 @@ def concat_mode_inputs(batches: list[dict[str, torch.Tensor]], pad_token_id: int
     """Stack forward arguments of several mode batches (e.g. MASK-INFILL and CAUSAL-GEN rows) into one forward.
 
     Right padding is invisible: padded encoder keys are masked and the causal decoder's padded tail changes no
-    earlier logit.
+    earlier logit. Canvas positions (models with a canvas position embedding) are -1 where a batch has none.
     """
 
-    def stack(key: str, value: int) -> torch.Tensor:
-        tensors = [b[key] for b in batches]
+    def stack(key: str, value: int, like: str | None = None) -> torch.Tensor:
+        tensors = [b[key] if key in b else torch.full_like(b[like], value) for b in batches]
         width = max(t.shape[1] for t in tensors)
         return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
 
-    return {
+    stacked = {
         "input_ids": stack("input_ids", pad_token_id),
         "attention_mask": stack("attention_mask", 0),
         "decoder_input_ids": stack("decoder_input_ids", pad_token_id),
         "timesteps": torch.cat([b["timesteps"].expand(b["input_ids"].shape[0]) for b in batches]),
     }
+    for key, like in (("canvas_positions", "input_ids"), ("decoder_canvas_positions", "decoder_input_ids")):
+        if any(key in b for b in batches):
+            stacked[key] = stack(key, -1, like)
+    return stacked
 
 
 __all__ = [
@@ -174,6 +186,7 @@ __all__ = [
     "GlauberPrefix",
     "build_prefix",
     "causal_encoder_inputs",
+    "infill_canvas_positions",
     "infill_encoder_inputs",
     "infill_decoder_inputs",
     "mask_canvas",

@@ -22,6 +22,7 @@ from .infill import (
     GlauberPrefix,
     build_prefix,
     causal_encoder_inputs,
+    infill_canvas_positions,
     infill_decoder_inputs,
     infill_encoder_inputs,
 )
@@ -88,8 +89,11 @@ class GlauberT5PreTrainedModel(PreTrainedModel):
     _no_split_modules = ["T5Block", "T5GemmaEncoderLayer", "T5GemmaDecoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The backbone dispatches to its own _init_weights; this only sees the time-conditioning modules.
-        if isinstance(module, nn.Linear):
+        # The backbone dispatches to its own _init_weights; this only sees the time conditioning and the canvas
+        # position embedding, which starts at zero so that a converted model computes what its backbone did.
+        if isinstance(module, nn.Embedding):
+            init.zeros_(module.weight)
+        elif isinstance(module, nn.Linear):
             if getattr(module, "_zero_init", False):
                 init.zeros_(module.weight)
             else:
@@ -124,6 +128,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         norm_dims = attach_time_conditioning(self.backbone, self._modulation_state)
         self.time_conditioning = GlauberTimeConditioning(
             norm_dims, config.time_frequency_dim, config.time_embedding_dim
+        )
+        self.canvas_position_embedding = (
+            nn.Embedding(config.canvas_position_embeddings, self.get_input_embeddings().embedding_dim)
+            if config.canvas_position_embeddings
+            else None
         )
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
         self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -204,6 +213,25 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
         return self._modulation_state.use(self.time_conditioning(timesteps))
 
+    def embed_with_canvas_positions(
+        self, embed_tokens: nn.Module, ids: torch.Tensor, positions: torch.Tensor, name: str
+    ) -> torch.Tensor:
+        """`embed_tokens(ids) + E[positions]`: `positions[b, i]` is the canvas position token i holds (CAUSAL-GEN
+        decoder: the one it writes), -1 where it holds none."""
+        table = self.canvas_position_embedding
+        if table is None:
+            raise ValueError(f"{name} needs a model with config.canvas_position_embeddings > 0")
+        if ids is None or positions.shape != ids.shape:
+            raise ValueError(f"{name} must have the shape of the token ids it annotates, got {tuple(positions.shape)}")
+        if positions.numel() and int(positions.max()) >= table.num_embeddings:
+            raise ValueError(
+                f"{name} holds canvas position {int(positions.max())}, but the model embeds positions < "
+                f"canvas_position_embeddings={table.num_embeddings}"
+            )
+        embeds = embed_tokens(ids)
+        added = table(positions.clamp(min=0)) * (positions >= 0).unsqueeze(-1)
+        return embeds + added.to(embeds.dtype)
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -217,14 +245,32 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        canvas_positions: torch.LongTensor | None = None,
+        decoder_canvas_positions: torch.LongTensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
+        r"""
+        canvas_positions / decoder_canvas_positions: `[B, S]` / `[B, T]` canvas position held by each encoder /
+            decoder token (-1: none), for models with `config.canvas_position_embeddings`; `infill_inputs` and
+            `causal_inputs` build them.
+        """
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None and encoder_outputs is not None:
             reference = encoder_outputs[0]
         if reference is None:
             raise ValueError("forward needs input_ids, inputs_embeds or encoder_outputs")
         tau = self._timesteps(timesteps, reference.shape[0], reference.device)
+        if canvas_positions is not None:
+            inputs_embeds = self.embed_with_canvas_positions(
+                self.backbone.get_encoder().embed_tokens, input_ids, canvas_positions, "canvas_positions"
+            )
+            input_ids = None
+        if decoder_canvas_positions is not None:
+            decoder_inputs_embeds = self.embed_with_canvas_positions(
+                self.backbone.get_decoder().embed_tokens, decoder_input_ids, decoder_canvas_positions,
+                "decoder_canvas_positions",
+            )
+            decoder_input_ids = None
         with self.modulation(tau):
             return self.backbone(
                 input_ids=input_ids,
@@ -271,17 +317,21 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         return logits.float().masked_fill(self.suppress_mask, float("-inf"))
 
     def causal_inputs(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Teacher-forced CAUSAL-GEN forward arguments at τ = 1: decoder input `[start] + canvas[π_0][:-1]`."""
+        """Teacher-forced CAUSAL-GEN forward arguments at τ = 1: decoder input `[start] + canvas[π_0][:-1]`
+        (with a canvas position embedding: decoder position j carries π_0(j), the position it writes)."""
         order = self.schedule(canvas.shape[1]).causal_order_positions.to(canvas.device)
         ordered = canvas[:, order]
         start = torch.full_like(ordered[:, :1], self.config.decoder_start_id)
         enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
-        return {
+        inputs = {
             "input_ids": enc_ids,
             "attention_mask": enc_mask,
             "decoder_input_ids": torch.cat([start, ordered[:, :-1]], dim=1),
             "timesteps": torch.ones(1, device=canvas.device),
         }
+        if self.canvas_position_embedding is not None:
+            inputs["decoder_canvas_positions"] = order.expand_as(ordered)
+        return inputs
 
     def infill_inputs(
         self,
@@ -299,12 +349,15 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             canvas.shape[0], self.config.decoder_start_id, self.config.sentinel_token_ids[0], canvas.device
         )
         tau = torch.as_tensor(timesteps, dtype=torch.float32, device=canvas.device).reshape(-1)
-        return {
+        inputs = {
             "input_ids": enc_ids,
             "attention_mask": enc_mask,
             "decoder_input_ids": dec_ids,
             "timesteps": tau,  # [1] (shared) or [B]
         }
+        if self.canvas_position_embedding is not None:
+            inputs["canvas_positions"] = infill_canvas_positions(prefix, canvas.shape[1])
+        return inputs
 
     def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
         """CAUSAL-GEN at τ = 1, teacher-forced: `[B, L, V]`, entry j predicting `canvas[:, π_0(j)]` (content only)."""
@@ -337,12 +390,21 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             encoder_outputs = self.backbone.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
             cache = None
             for step, position in enumerate(order):
+                if self.canvas_position_embedding is None:
+                    decoder = {"decoder_input_ids": token}
+                else:
+                    decoder = {
+                        "decoder_inputs_embeds": self.embed_with_canvas_positions(
+                            self.backbone.get_decoder().embed_tokens, token, torch.full_like(token, position),
+                            "decoder_canvas_positions",
+                        )
+                    }
                 out = self.backbone(
                     encoder_outputs=encoder_outputs,
                     attention_mask=enc_mask,
-                    decoder_input_ids=token,
                     cache=cache,
                     use_cache=True,
+                    **decoder,
                 )
                 cache = out.cache
                 sampled = sample_tokens(self.content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
@@ -535,6 +597,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             raise ValueError(f"input_ids has {input_ids.shape[0]} rows but canvas_ids has {batch}")
         if not isinstance(length, int) or length < 1:
             raise ValueError(f"max_new_tokens (the canvas length L) must be an integer >= 1, got {length!r}")
+        table = self.config.canvas_position_embeddings
+        if table and length > table:
+            raise ValueError(
+                f"the canvas has L={length} positions, but the model embeds positions < canvas_position_embeddings={table}"
+            )
         limit = self.config.max_sequence_length
         prompt = 0 if input_ids is None else int((attention_mask if attention_mask is not None else torch.ones_like(input_ids)).sum(1).max())
         if limit is not None and prompt + length + 2 > limit:
@@ -572,6 +639,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         causal_order: str = "identity",
         time_frequency_dim: int = 256,
         time_embedding_dim: int = 256,
+        canvas_position_embeddings: int = 0,
         **from_pretrained_kwargs,
     ) -> "GlauberT5ForDiffusion":
         r"""
@@ -579,7 +647,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
 
         Sentinels and UL2 mode tokens come from `tokenizer` when it has them; a tokenizer without sentinels (e.g.
         T5-Gemma's) gets `<extra_id_0…>` added and the embeddings resized (logged). Without a tokenizer the T5
-        convention is assumed: sentinels at the top of the vocabulary. Only the time-conditioning parameters are new.
+        convention is assumed: sentinels at the top of the vocabulary. Only the time-conditioning parameters (and,
+        with `canvas_position_embeddings` > 0, the zero-initialised canvas position embedding) are new.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
@@ -599,6 +668,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             causal_order=causal_order,
             time_frequency_dim=time_frequency_dim,
             time_embedding_dim=time_embedding_dim,
+            canvas_position_embeddings=canvas_position_embeddings,
             sentinel_token_ids=sentinels,
             suppressed_token_ids=suppressed,
             **mode_ids,

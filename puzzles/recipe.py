@@ -64,6 +64,8 @@ class RecipeConfig:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     canvas_index: bool = False  # the prompt ends with one index word per canvas cell (`canvas_index_words`)
+    # a learned embedding of each canvas cell on the infill canvas and on the causal decoder input that writes it
+    canvas_position_embeddings: bool = False
     time_dim: int = 64
     num_rounds: int = 3
     mask_window: int = 1
@@ -182,6 +184,7 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         causal_order="random",
         time_frequency_dim=cfg.time_dim,
         time_embedding_dim=cfg.time_dim,
+        canvas_position_embeddings=canvas_cells(cfg) if cfg.canvas_position_embeddings else 0,
     )
     # the Zebra filler is always frozen, so free cells can only ever take real values
     model.restrict_canvas_vocabulary(tokenizer.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size)))

@@ -69,6 +69,19 @@ def test_prompt_plus_canvas_longer_than_the_backbone_allows(tokenizer):
         model.generate(input_ids=torch.full((1, 10), 50), max_new_tokens=limit)
 
 
+def test_canvas_positions_need_a_table_that_covers_them(tokenizer, t5_model):
+    ids, dec = torch.tensor([[5, 6, 1]]), torch.tensor([[0, 7]])
+    with pytest.raises(ValueError, match=r"canvas_positions needs a model with config.canvas_position_embeddings > 0"):
+        t5_model(input_ids=ids, decoder_input_ids=dec, canvas_positions=torch.tensor([[-1, 0, -1]]))
+    cells = make_glauber("t5", tokenizer, canvas_position_embeddings=4)
+    with pytest.raises(ValueError, match=r"decoder_canvas_positions holds canvas position 4"):
+        cells(input_ids=ids, decoder_input_ids=dec, decoder_canvas_positions=torch.tensor([[0, 4]]))
+    with pytest.raises(ValueError, match=r"canvas_positions must have the shape"):
+        cells(input_ids=ids, decoder_input_ids=dec, canvas_positions=torch.tensor([[0, 1]]))
+    with pytest.raises(ValueError, match=r"L=5 positions, but the model embeds positions < canvas_position_embeddings=4"):
+        cells.generate(max_new_tokens=5)
+
+
 def test_forward_rejects_times_outside_the_unit_interval(t5_model):
     with pytest.raises(ValueError, match="timesteps"):
         t5_model(input_ids=torch.tensor([[5]]), decoder_input_ids=torch.tensor([[0]]), timesteps=1.5)
@@ -80,7 +93,7 @@ def test_forward_rejects_times_outside_the_unit_interval(t5_model):
     ("field", "value"),
     [("num_rounds", 0), ("mask_window", 0), ("causal_order", "reverse"), ("permutation_seed", -1),
      ("time_frequency_dim", 3), ("sentinel_token_ids", [383]), ("suppressed_token_ids", [384]),
-     ("r_mode_token_id", -5)],
+     ("r_mode_token_id", -5), ("canvas_position_embeddings", -1)],
 )
 def test_config_rejects_out_of_range_fields(field, value):
     kwargs = {"backbone": T5Config(vocab_size=384).to_dict(), "mask_window": 2, field: value}

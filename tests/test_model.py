@@ -107,6 +107,42 @@ def test_causal_draft_with_cache_equals_teacher_forced_causal_gen(tokenizer):
         assert torch.isfinite(loglik).all() and (loglik < 0).all()
 
 
+@pytest.mark.parametrize("kind", ["t5", "t5gemma"])
+def test_canvas_position_embedding_starts_neutral_then_tells_each_mode_its_cells(kind, tokenizer, tmp_path):
+    plain = make_glauber(kind, tokenizer, causal_order="random")
+    cells = make_glauber(kind, tokenizer, causal_order="random", canvas_position_embeddings=6)
+    assert cells.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["canvas_position_embedding.weight"]
+    prefix = cells.build_prefix(*tokenizer(["abc", "de"], return_tensors="pt", padding=True).values())
+    canvas = torch.tensor([[40, 41, 42, 43, 44, 45], [50, 51, 52, 53, 54, 55]])
+    window, valid = torch.tensor([2]), torch.tensor([True])
+
+    def both_modes(model):
+        return model.causal_logits(prefix, canvas), model.infill_logits(prefix, canvas, window, valid, 0.5)
+
+    # zero-initialised: the converted model computes what it did without the table
+    for got, expected in zip(both_modes(cells), both_modes(plain)):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        cells.canvas_position_embedding.weight.normal_(generator=torch.Generator().manual_seed(0))
+    for got, expected in zip(both_modes(cells), both_modes(plain)):
+        assert (got - expected).nan_to_num().abs().max() > 1e-3  # suppressed tokens are -inf in both
+    # the infill encoder marks exactly the canvas tokens, cell k with k
+    positions = cells.infill_inputs(prefix, canvas, window, valid, 0.5)["canvas_positions"]
+    assert positions[:, -7:-1].tolist() == [list(range(6))] * 2 and (positions[:, :-7] == -1).all()
+    assert (positions[:, -1] == -1).all()
+    # the KV-cached draft writes with the same positions as teacher forcing
+    frozen = torch.zeros_like(canvas, dtype=torch.bool)
+    draft = cells.causal_draft(prefix, canvas, frozen, SamplingParams(do_sample=False), torch.tensor([0, 1]))
+    order = cells.schedule(6).causal_order_positions
+    assert torch.equal(cells.causal_logits(prefix, draft).argmax(-1), draft[:, order])
+    # saved and reloaded with its table
+    cells.save_pretrained(tmp_path / "cells")
+    loaded = GlauberT5ForDiffusion.from_pretrained(tmp_path / "cells").eval()
+    assert loaded.config.canvas_position_embeddings == 6
+    for got, expected in zip(both_modes(loaded), both_modes(cells)):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
 def test_cached_decoder_logits_match_uncached(tokenizer):
     model = make_glauber("t5gemma", tokenizer)
     prefix = model.build_prefix(*tokenizer(["abc"], return_tensors="pt").values())

@@ -119,6 +119,28 @@ def test_t5gemma_backbone_recipe_trains_both_stages_and_solves(sudoku4, tmp_path
         RecipeConfig(backbone="gpt2")
 
 
+def test_canvas_position_embeddings_reach_both_stages(sudoku4, tmp_path):
+    cfg = RecipeConfig(**TINY, canvas_position_embeddings=True, stage1_steps=30, stage2_steps=2)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    assert model.canvas_position_embedding.num_embeddings == 16
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    batch = PuzzleUL2Collator(model, legal, causal_fraction=0.5, infill_per_row=2, seed=1)([train[i] for i in range(8)])
+    infill = (batch["canvas_positions"] >= 0).any(dim=1)
+    assert 0 < int(infill.sum()) < len(infill)
+    # an infill row holds each cell once on its encoder canvas; a causal row writes cell π_0(j) at decoder step j
+    assert (batch["canvas_positions"][infill].sort(dim=1).values[:, -16:] == torch.arange(16)).all()
+    assert (batch["decoder_canvas_positions"][infill] == -1).all()
+    order = model.schedule(16).causal_order_positions
+    assert (batch["decoder_canvas_positions"][~infill][:, :16] == order).all()
+    torch.manual_seed(0)
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert stage1["last_loss"] < stage1["first_loss"]
+    assert float(model.canvas_position_embedding.weight.detach().abs().max()) > 0
+    assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
+
+
 def test_stage1_collator_encodes_both_modes(tiny):
     cfg, tok, model, train = tiny
     legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
