@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # One prepared GPU run (H100/H200, ≈ 9 min) for the goals a CPU cannot reach, three jobs side by side on one GPU:
-#   s9   the 9×9 Sudoku recipe (examples/configs/sudoku-9x9.json) as it is,
-#   s9i  the same with `canvas_index` (the prompt ends with one index word per canvas cell): an A/B on the same data,
-#   zebra  the Zebra recipe (examples/configs/zebra.json).
+#   s9i  the 9×9 Sudoku recipe (examples/configs/sudoku-9x9.json) with `canvas_index` (the prompt ends with one index
+#        word per canvas cell, which lifted the 4×4 CPU recipe),
+#   s9p  the same with `canvas_position_embeddings` (each cell's learned position on the infill canvas and on the
+#        causal step that writes it): an A/B on the same data,
+#   zebra  the Zebra recipe (examples/configs/zebra.json) with `canvas_position_embeddings` (the only CPU variant whose
+#        causal draft reads its clues, README).
 # (The 4×4 demo model trains on the CPU: make demo ARGS=--train.) Each job gets BUDGET seconds of training (90 % stage
 # 1; its step count is set so that the cosine schedule ends near the budget), then evaluation; `puzzles.run` saves
 # the model after each stage, and each job has a hard timeout so that whatever it wrote is packed.
 # Writes to $OUT (or ./runs/device): gpu.txt, summary.txt (the end of every log) and per job a tarball (log, results
-# JSON/Markdown/PNG, and for s9i and zebra the fp16 checkpoint with its held-out rows) split into parts of under 16 MiB.
+# JSON/Markdown/PNG, and for s9p and zebra the fp16 checkpoint with its held-out rows) split into parts of under 16 MiB.
 # Wheels in .whl/ bring transformers 5.24 + datasets where the image lacks them. CPU smoke run of the script itself:
 #   WHEELS=0 DEVICE=cpu PRECISION=fp32 BUDGET=20 N9=300 NZ=300 EXTRA="--n-test 8 --set stage1_batch=4 \
 #     --set stage2_batch=2 --set timesteps_per_chain=2" bash benchmarks/device_puzzles.sh
@@ -28,22 +31,22 @@ HARD=$((BUDGET + 120))  # tokenisation, evaluation and saving fit in the rest
 COMMON=(--device "${DEVICE:-cuda}" --precision "${PRECISION:-bf16}" --time-budget-s "$BUDGET" --threads 2
         --set stage1_budget_fraction=0.9)
 timeout "$HARD" python3 examples/zebra.py --out "$WORK/zebra" "${COMMON[@]}" --workers 4 --n-train "${NZ:-10000}" \
-  --n-test 250 --stage1-steps "${ZEBRA_STEPS:-1600}" --stage2-steps 20 ${EXTRA:-} > "$WORK/zebra.log" 2>&1 &
+  --n-test 250 --stage1-steps "${ZEBRA_STEPS:-1600}" --stage2-steps 20 --set canvas_position_embeddings=true ${EXTRA:-} > "$WORK/zebra.log" 2>&1 &
 PZ=$!
 started=$(date +%s)
 python3 -m puzzles.cli puzzles make sudoku --size 9 --n "${N9:-40000}" --test-size 500 --seed 0 --workers 10 --quiet \
   --out "$WORK/data9" | tail -n 1
 echo "9x9 data: $(( $(date +%s) - started )) s"
-for job in s9 s9i; do
-  index=false; [ "$job" = s9i ] && index=true
+for job in s9i s9p; do
+  positions=false; [ "$job" = s9p ] && positions=true
   timeout "$HARD" python3 examples/sudoku.py --config examples/configs/sudoku-9x9.json --data "$WORK/data9" \
-    --out "$WORK/$job" "${COMMON[@]}" --set canvas_index=$index --stage1-steps "${S9_STEPS:-1600}" --stage2-steps 15 \
+    --out "$WORK/$job" "${COMMON[@]}" --set canvas_index=true --set canvas_position_embeddings=$positions --stage1-steps "${S9_STEPS:-1600}" --stage2-steps 15 \
     ${EXTRA:-} > "$WORK/$job.log" 2>&1 &
   eval "P_$job=$!"
 done
-wait $PZ; echo "zebra exit $?"; wait "$P_s9"; echo "s9 exit $?"; wait "$P_s9i"; echo "s9i exit $?"
-for job in zebra s9 s9i; do
-  if [ "$job" != s9 ] && [ -d "$WORK/$job/model" ]; then
+wait $PZ; echo "zebra exit $?"; wait "$P_s9i"; echo "s9i exit $?"; wait "$P_s9p"; echo "s9p exit $?"
+for job in zebra s9i s9p; do
+  if [ "$job" != s9i ] && [ -d "$WORK/$job/model" ]; then
     python3 -c "import sys; from puzzles.recipe import load_model; from puzzles.run import load_rows, save_demo_asset
 m, t = load_model(sys.argv[1] + '/model'); save_demo_asset(m, t, load_rows(sys.argv[1] + '/test.jsonl'), sys.argv[1] + '/model-fp16')" \
       "$WORK/$job" >/dev/null 2>&1 || echo "$job: no fp16 export"
