@@ -382,23 +382,23 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
     ) -> torch.Tensor:
         """CAUSAL-GEN at τ = 1 with the backbone's KV cache, in order π_0; frozen positions are teacher-forced."""
         batch, length = canvas.shape
-        order = self.schedule(length).causal_order_positions.tolist()
+        order_positions = self.schedule(length).causal_order_positions.to(canvas.device)
+        order = order_positions.tolist()
         draft = canvas.clone()
         enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
         token = torch.full((batch, 1), self.config.decoder_start_id, dtype=torch.long, device=canvas.device)
+        # E[π_0(j)] of every step, looked up once: generate() has checked that L fits the table
+        step_positions = None if self.canvas_position_embedding is None else self.canvas_position_embedding(order_positions)
+        embed_tokens = self.backbone.get_decoder().embed_tokens
         with self.modulation(torch.ones(1, device=canvas.device)):
             encoder_outputs = self.backbone.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
             cache = None
             for step, position in enumerate(order):
-                if self.canvas_position_embedding is None:
+                if step_positions is None:
                     decoder = {"decoder_input_ids": token}
                 else:
-                    decoder = {
-                        "decoder_inputs_embeds": self.embed_with_canvas_positions(
-                            self.backbone.get_decoder().embed_tokens, token, torch.full_like(token, position),
-                            "decoder_canvas_positions",
-                        )
-                    }
+                    embeds = embed_tokens(token)
+                    decoder = {"decoder_inputs_embeds": embeds + step_positions[step].to(embeds.dtype)}
                 out = self.backbone(
                     encoder_outputs=encoder_outputs,
                     attention_mask=enc_mask,
