@@ -94,8 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 
-    probe = sub.add_parser("probe", help="does the model read its prompt: losses with each puzzle's own prompt vs "
-                                         "another's")
+    probe = sub.add_parser("probe", help="does the model read its prompt (losses with each puzzle's own prompt vs "
+                                         "another's) and does its infill look at the cell it fills")
     probe.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
     probe.add_argument("--data", required=True, help="dataset dir (its 'test' split) or a .jsonl of rows")
     probe.add_argument("--limit", type=int, default=256, help="first K puzzles only")
@@ -116,12 +116,13 @@ def _rows(path: str) -> list[dict]:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from puzzles.probe import format_reliance, prompt_reliance
+    from puzzles.probe import format_readout, format_reliance, prompt_reliance, readout_attention
     from puzzles.recipe import load_model
 
     model, tokenizer = load_model(args.model, args.device)
     rows = _rows(args.data)[: args.limit]
     print(format_reliance(prompt_reliance(model, tokenizer, rows, args.batch_size, args.seed)))
+    print(format_readout(readout_attention(model, tokenizer, rows, args.batch_size, args.seed)))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Does a puzzle model read its prompt? The stage-1 losses with each puzzle's own prompt against another puzzle's.
+"""Does a puzzle model read its prompt? The stage-1 losses with each puzzle's own prompt against another puzzle's,
+and whether its MASK-INFILL prediction looks at the cell it fills (`readout_attention`).
 
 A Zebra canvas has no givens: everything that singles out the answer is in the prompt, so a model that scores the
 canvas as well with a stranger's clues as with its own has learned the canvas's structure (each attribute row a
@@ -38,6 +39,14 @@ def other_prompts(rows: list[dict[str, Any]]) -> list[str]:
     return swapped
 
 
+def _legal_ids(tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]]) -> list[int]:
+    """The token ids a free canvas cell of `rows`' puzzle kind and size may hold."""
+    if not rows:
+        raise ValueError("rows must hold at least one puzzle")
+    kind, size = rows[0]["kind"], rows[0]["size"].split("x")[0]
+    return tokenizer.convert_tokens_to_ids(legal_canvas_tokens(kind, size))
+
+
 @torch.no_grad()
 def _nll(
     model: GlauberT5ForDiffusion, collator: PuzzleUL2Collator, features: list[dict[str, Any]], batch_size: int
@@ -64,10 +73,7 @@ def prompt_reliance(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Per task of `TASKS`: mean NLL (nats per scored cell) and accuracy with the own and with another prompt."""
-    if not rows:
-        raise ValueError("rows must hold at least one puzzle")
-    kind, size = rows[0]["kind"], rows[0]["size"].split("x")[0]
-    legal = tokenizer.convert_tokens_to_ids(legal_canvas_tokens(kind, size))
+    legal = _legal_ids(tokenizer, rows)
     own_features = list(tokenized(Dataset.from_list(rows), tokenizer))
     swapped = [dict(r, prompt=p) for r, p in zip(rows, other_prompts(rows))]
     other_features = list(tokenized(Dataset.from_list(swapped), tokenizer))
@@ -84,6 +90,58 @@ def prompt_reliance(
     finally:
         model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def readout_attention(
+    model: GlauberT5ForDiffusion,
+    tokenizer: PreTrainedTokenizerFast,
+    rows: list[dict[str, Any]],
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Share of the MASK-INFILL decoder token `<extra_id_0>`'s cross-attention that each (layer, head) puts on the
+    encoder's `<extra_id_0>`, the cell it predicts, on canvases whose other cells are true (the stage-1 infill task
+    with 1 … w masked cells and no corruption), averaged over `rows`.
+
+    Returns `share` (`[layers, heads]`) and `uniform`, the mean share of a head that attends evenly (1 / attended
+    encoder positions). A model that reads a masked cell's encoder state through such a head has one well above
+    `uniform`; where every head stays near or below it, the prediction is pooled from the other cells, which can tell
+    a row's one missing value but not what a clue says about the cell (see the README's Zebra notes).
+    """
+    legal = _legal_ids(tokenizer, rows)
+    features = list(tokenized(Dataset.from_list(rows), tokenizer))
+    collator = PuzzleUL2Collator(
+        model, legal, infill_per_row=1, seed=seed, causal_fraction=0.0, max_corruption=0.0, infill_targets=1
+    )
+    sentinel = model.config.sentinel_token_ids[0]
+    was_training, attention = model.training, model.backbone.config._attn_implementation
+    model.eval()
+    model.set_attn_implementation("eager")  # the fused kernels return no attention weights
+    share, uniform = None, 0.0
+    try:
+        for start in range(0, len(features), batch_size):
+            batch = {k: v.to(model.device) for k, v in collator(features[start : start + batch_size]).items()}
+            out = model(**batch, output_attentions=True)
+            at_sentinel = (batch["input_ids"] == sentinel).float()  # [B, S], one position per row
+            # decoder position 1 is `<extra_id_0>` (`infill_decoder_inputs`): [B, layers, heads]
+            mass = torch.stack([(a[:, :, 1, :] * at_sentinel[:, None, :]).sum(-1) for a in out.cross_attentions], 1)
+            share = mass.sum(0) if share is None else share + mass.sum(0)
+            uniform += float((1.0 / batch["attention_mask"].sum(-1)).sum())
+    finally:
+        model.set_attn_implementation(attention)
+        model.train(was_training)
+    return {"share": share.cpu() / len(features), "uniform": uniform / len(features)}
+
+
+def format_readout(readout: dict[str, Any]) -> str:
+    """One line: the head of `readout_attention` that looks most at the masked cell, against an even spread."""
+    share = readout["share"]
+    layer, head = divmod(int(share.argmax()), share.shape[1])
+    return (
+        f"MASK-INFILL readout: at most {100 * float(share.max()):.1f} % of a cross-attention head of `<extra_id_0>` on "
+        f"the masked cell (layer {layer}, head {head}); an even spread gives {100 * readout['uniform']:.1f} %"
+    )
 
 
 def format_reliance(results: list[dict[str, Any]]) -> str:

@@ -1,4 +1,5 @@
-"""`glauber puzzles probe`: own-prompt against another-prompt losses, paired on the same masks."""
+"""`glauber puzzles probe`: own-prompt against another-prompt losses, paired on the same masks, and the share of the
+infill decoder's attention on the cell it fills."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from puzzles import cli, data
-from puzzles.probe import TASKS, other_prompts, prompt_reliance
+from puzzles.probe import TASKS, other_prompts, prompt_reliance, readout_attention
 from puzzles.recipe import RecipeConfig, build_model, build_tokenizer
 
 TINY_ZEBRA = dict(kind="zebra", houses="3", attributes="3", d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64,
@@ -46,6 +47,44 @@ def test_a_swapped_prompt_moves_every_loss_and_an_identical_one_none(zebra_rows)
         prompt_reliance(model, tok, [])
 
 
+def test_readout_attention_is_the_infill_tokens_share_on_its_sentinel(zebra_rows, monkeypatch) -> None:
+    cfg = RecipeConfig(**TINY_ZEBRA)
+    tok = build_tokenizer(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, tok)
+    model.train()
+    # zero cross-attention queries: every head spreads evenly over the attended encoder positions
+    for name, param in model.named_parameters():
+        if "EncDecAttention.q" in name:
+            param.data.zero_()
+    even = readout_attention(model, tok, zebra_rows, batch_size=4)
+    assert even["share"].shape == (cfg.num_layers, cfg.num_heads)
+    assert 0.0 < even["uniform"] < 0.05
+    torch.testing.assert_close(even["share"], torch.full_like(even["share"], even["uniform"]), atol=1e-6, rtol=0)
+    assert model.training and model.backbone.config._attn_implementation != "eager"  # both restored
+
+    # where the weights sit is what is measured: head 1 of `<extra_id_0>` (decoder position 1) on the sentinel, every
+    # other head on column 0; the decoder start token (position 0) on the sentinel must not count
+    forward = type(model).forward
+    sentinel = model.config.sentinel_token_ids[0]
+
+    def placed(self, **batch):
+        out = forward(self, **batch)
+        at = (batch["input_ids"] == sentinel).float()
+        weights = torch.zeros_like(out.cross_attentions[0])
+        weights[:, :, 1, 0] = 1.0
+        weights[:, 1, 1, :] = at
+        weights[:, :, 0, :] = at[:, None, :]
+        out.cross_attentions = (weights,) * len(out.cross_attentions)
+        return out
+
+    monkeypatch.setattr(type(model), "forward", placed)
+    share = readout_attention(model, tok, zebra_rows, batch_size=4)["share"]
+    expected = torch.zeros(cfg.num_layers, cfg.num_heads)
+    expected[:, 1] = 1.0
+    torch.testing.assert_close(share, expected)
+
+
 def test_cli_probe_prints_the_table(zebra_rows, tmp_path: Path, capsys) -> None:
     cfg = RecipeConfig(**TINY_ZEBRA)
     tok = build_tokenizer(cfg)
@@ -58,3 +97,4 @@ def test_cli_probe_prints_the_table(zebra_rows, tmp_path: Path, capsys) -> None:
     table = capsys.readouterr().out
     assert "| causal draft (CAUSAL-GEN) |" in table
     assert sum(line.startswith("| ") for line in table.splitlines()) == 1 + len(TASKS)  # header + one row per task
+    assert "MASK-INFILL readout: at most " in table and "an even spread gives " in table
