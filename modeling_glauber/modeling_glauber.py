@@ -677,13 +677,14 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         glauber.to(next(model.parameters()).device)
         overhead = glauber.time_conditioning_overhead()
         table = glauber.canvas_position_embedding
+        cells = "" if table is None else f" and canvas_position_embedding.* ({table.weight.numel()} parameters, zero)"
         logger.warning(
             "Converted %s into a Glauber diffusion model: newly initialised time_conditioning.* (%d parameters, "
             "+%.1f%% over the backbone)%s; every other weight is the backbone's.",
             type(model).__name__,
             overhead["time_parameters"],
             100 * overhead["overhead"],
-            "" if table is None else f" and canvas_position_embedding.* ({table.weight.numel()} parameters, zero-initialised)",
+            cells,
         )
         return glauber
 
