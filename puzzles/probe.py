@@ -10,6 +10,8 @@ the same size in the set (a size met once keeps its own).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -47,6 +49,21 @@ def _legal_ids(tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]]) -
     return tokenizer.convert_tokens_to_ids(legal_canvas_tokens(kind, size))
 
 
+@contextmanager
+def _measuring(model: GlauberT5ForDiffusion, attention: str | None = None) -> Iterator[None]:
+    """The model in eval mode (and with attention implementation `attention`, when given); both restored after."""
+    was_training, previous = model.training, model.backbone.config._attn_implementation
+    model.eval()
+    if attention is not None:
+        model.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        if attention is not None:
+            model.set_attn_implementation(previous)
+        model.train(was_training)
+
+
 @torch.no_grad()
 def _nll(
     model: GlauberT5ForDiffusion, collator: PuzzleUL2Collator, features: list[dict[str, Any]], batch_size: int
@@ -77,18 +94,14 @@ def prompt_reliance(
     own_features = list(tokenized(Dataset.from_list(rows), tokenizer))
     swapped = [dict(r, prompt=p) for r, p in zip(rows, other_prompts(rows))]
     other_features = list(tokenized(Dataset.from_list(swapped), tokenizer))
-    was_training = model.training
-    model.eval()
     results = []
-    try:
+    with _measuring(model):
         for name, settings in TASKS:
             measured = {}
             for label, features in (("own", own_features), ("other", other_features)):
                 collator = PuzzleUL2Collator(model, legal, infill_per_row=1, seed=seed, **settings)
                 measured[f"nll_{label}"], measured[f"accuracy_{label}"] = _nll(model, collator, features, batch_size)
             results.append({"task": name, **measured, "nll_gap": measured["nll_other"] - measured["nll_own"]})
-    finally:
-        model.train(was_training)
     return results
 
 
@@ -115,11 +128,8 @@ def readout_attention(
         model, legal, infill_per_row=1, seed=seed, causal_fraction=0.0, max_corruption=0.0, infill_targets=1
     )
     sentinel = model.config.sentinel_token_ids[0]
-    was_training, attention = model.training, model.backbone.config._attn_implementation
-    model.eval()
-    model.set_attn_implementation("eager")  # the fused kernels return no attention weights
     share, uniform = None, 0.0
-    try:
+    with _measuring(model, attention="eager"):  # the fused kernels return no attention weights
         for start in range(0, len(features), batch_size):
             batch = {k: v.to(model.device) for k, v in collator(features[start : start + batch_size]).items()}
             out = model(**batch, output_attentions=True)
@@ -128,9 +138,6 @@ def readout_attention(
             mass = torch.stack([(a[:, :, 1, :] * at_sentinel[:, None, :]).sum(-1) for a in out.cross_attentions], 1)
             share = mass.sum(0) if share is None else share + mass.sum(0)
             uniform += float((1.0 / batch["attention_mask"].sum(-1)).sum())
-    finally:
-        model.set_attn_implementation(attention)
-        model.train(was_training)
     return {"share": share.cpu() / len(features), "uniform": uniform / len(features)}
 
 
