@@ -85,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
     ev.add_argument("--data", required=True, help="dataset dir (save_to_disk; its 'test' split) or a .jsonl of rows")
     ev.add_argument("--num-rounds", default="0,1,2,3", help="comma list of N (0 = the causal draft)")
+    ev.add_argument("--mask-window", type=int,
+                    help="w, cells masked at each refinement step (default: the checkpoint's config)")
     ev.add_argument("--exclude", action="append", default=[], metavar="DATA",
                     help="drop rows whose prompt occurs in this dataset dir (every split) or .jsonl, e.g. the "
                          "model's training data, so a freshly generated set is truly held out (repeatable)")
@@ -150,12 +152,13 @@ def _eval(args: argparse.Namespace) -> int:
         rows = kept
     rows = rows[: args.limit]
     model, tokenizer = load_model(args.model, args.device)
-    records = evaluate_glauber(model, tokenizer, rows, _int_list(args.num_rounds), args.batch_size)
+    records = evaluate_glauber(model, tokenizer, rows, _int_list(args.num_rounds), args.batch_size, args.mask_window)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:
         out = Path(args.out)
-        extra = {"model": args.model, "data": args.data}
+        mask_window = model.config.mask_window if args.mask_window is None else args.mask_window
+        extra = {"model": args.model, "data": args.data, "mask_window": mask_window}
         if records[0]["num_rounds"] == 0:
             extra["draft_vs_final"] = fixes(records[0], records[-1])
         write_results(records, out / "results.json", **extra)

@@ -68,12 +68,14 @@ def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int) -> 
     return ds
 
 
-def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int) -> list[dict]:
-    """Glauber with each N in `rounds` (0 = the causal draft in order π_0), each N its own greedy call."""
+def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int,
+                     mask_window: int | None = None) -> list[dict]:
+    """Glauber with each N in `rounds` (0 = the causal draft in order π_0) and mask window w (default: the config's),
+    each N its own greedy call."""
     model.eval()
     return [
         run_method("causal draft (N=0, random order)" if n == 0 else f"Glauber N={n}",
-                   lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size), rows, n)
+                   lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size, mask_window), rows, n)
         for n in rounds
     ]
 

@@ -237,6 +237,30 @@ def test_puzzles_eval_exclude_keeps_only_unseen_prompts(sudoku4, tmp_path, capsy
         cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_dir), "--exclude", str(data_dir)])
 
 
+def test_puzzles_eval_mask_window_reaches_the_sampler_and_is_recorded(sudoku4, tmp_path):
+    rows = list(sudoku4["train"])[:48]
+    data_file = tmp_path / "rows.jsonl"
+    data_file.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    model, tok = load_model(ASSET)
+    ids, mask, canvas, frozen = canvas_inputs(rows, tok, model.device)
+    cells = {}
+    for w in (1, 3):
+        out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, num_rounds=1,
+                             mask_window=w, do_sample=False)
+        cells[w] = evaluate_predictions([tok.convert_ids_to_tokens(r) for r in out.tolist()], rows)["cell_accuracy"]
+    assert cells[1] != cells[3]
+    out = tmp_path / "out"
+    rc = cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_file), "--num-rounds", "1",
+                   "--mask-window", "3", "--out", str(out)])
+    assert rc == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["mask_window"] == 3
+    assert saved["results"][0]["cell_accuracy"] == pytest.approx(cells[3])
+    with pytest.raises(ValueError, match=r"mask_window must be an integer in \[1, 16\]"):
+        cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_file), "--limit", "4",
+                  "--mask-window", "17"])
+
+
 def test_stage2_loss_is_finite_when_frozen_cells_hold_an_unemittable_filler(tmp_path):
     ds, _ = data.build_zebra([(3, 3)], 24, 2, 0, workers=1, progress=False)
     cfg = RecipeConfig(kind="zebra", houses="3", attributes="3", **{k: v for k, v in TINY.items() if k != "size"},
