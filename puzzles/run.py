@@ -25,6 +25,7 @@ from puzzles.recipe import (
     build_backbone,
     build_model,
     build_tokenizer,
+    continue_from,
     glauber_predictions,
     legal_canvas_tokens,
     load_model,
@@ -51,7 +52,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--baselines", action="store_true", help="also train and evaluate the MDM and AR baselines")
     parser.add_argument("--baseline-steps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
-    parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model")
+    parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model "
+                        "(same tokenizer and shapes; the config's num_rounds and mask_window replace its own)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spin-wait stalls on a busy machine)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one recipe field of --config (repeatable), e.g. --set stage1_budget_fraction=0.9")
@@ -128,13 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ds = load_or_make_data(cfg, args.data, args.workers)
     data_seconds = time.perf_counter() - started
     tokenizer = build_tokenizer(cfg)
-    if args.init_from:
-        model, saved = load_model(args.init_from)
-        if saved.get_vocab() != tokenizer.get_vocab():
-            raise ValueError(f"--init-from {args.init_from}: its tokenizer is not the one --config builds (a different "
-                             "kind, size or canvas_index?)")
-    else:
-        model = build_model(cfg, tokenizer)
+    model = continue_from(args.init_from, cfg, tokenizer) if args.init_from else build_model(cfg, tokenizer)
     model = model.to(args.device)
     train_ds = tokenized(ds["train"], tokenizer)
     rows = list(ds["test"])[: args.eval_limit]

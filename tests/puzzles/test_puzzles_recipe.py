@@ -31,6 +31,7 @@ from puzzles.recipe import (
 )
 from puzzles.run import add_run_arguments, load_rows, run, save_demo_asset
 from puzzles.tokenizer import entities_as_cell_words
+from trainers import GlauberTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSET = ROOT / "assets" / "sudoku-4x4"
@@ -463,5 +464,28 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
     # continuing a checkpoint under a config whose tokenizer differs (no canvas_index) is refused
     mismatch = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "again"), "--device", "cpu",
                                   "--init-from", str(tmp_path / "run" / "model")])
-    with pytest.raises(ValueError, match="init-from"):
+    with pytest.raises(ValueError, match="init-from .*tokenizer"):
         run(mismatch)
+    # the config's schedule replaces the checkpoint's (w = 2 is what stage 2 trains with and what gets saved) ...
+    wider = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "wider"), "--device", "cpu",
+                               "--init-from", str(tmp_path / "run" / "model"), "--set", "canvas_index=1",
+                               "--set", "mask_window=2", "--stage1-steps", "0", "--stage2-steps", "1",
+                               "--eval-limit", "4"])
+    monkeypatch.undo()  # stage 2 runs again
+    trained_windows = []
+    original_step = GlauberTrainer.compute_loss
+
+    def compute_loss(self, model, *args, **kwargs):
+        trained_windows.append(self.glauber.config.mask_window)
+        return original_step(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(GlauberTrainer, "compute_loss", compute_loss)
+    run(wider)
+    assert trained_windows and set(trained_windows) == {2}
+    assert load_model(tmp_path / "wider" / "model")[0].config.mask_window == 2
+    # ... but a differently shaped model is refused, naming a weight
+    wider_model = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "shape"), "--device", "cpu",
+                                     "--init-from", str(tmp_path / "run" / "model"), "--set", "canvas_index=1",
+                                     "--set", "d_ff=32", "--stage1-steps", "0", "--stage2-steps", "0"])
+    with pytest.raises(ValueError, match=r"init-from .*differ in shape.*DenseReluDense"):
+        run(wider_model)
