@@ -207,21 +207,21 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GlauberT5ForDiffu
 
 
 def continue_from(path: str | Path, cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> GlauberT5ForDiffusion:
-    """A saved puzzle checkpoint to train further under `cfg`. Its tokenizer and weight shapes must be the ones `cfg`
-    builds; N and w are the recipe's, so that training and the saved config use what the recipe says."""
-    model, saved = load_model(path)
+    """The model `cfg` builds, holding the weights of a saved puzzle checkpoint (same tokenizer, same weight shapes), so
+    that a continued run trains and saves the recipe's configuration (its N, w, …), not the checkpoint's."""
+    trained, saved = load_model(path)
     if saved.get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"--init-from {path}: its tokenizer is not the one --config builds (a different kind, size or "
                          "canvas_index?)")
-    expected = {name: tuple(t.shape) for name, t in build_model(cfg, tokenizer).state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    model = build_model(cfg, tokenizer)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in trained.state_dict().items()}
     differing = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
     if differing:
         raise ValueError(f"--init-from {path}: {len(differing)} weights differ in shape from the model --config builds "
                          f"(backbone size, time_dim or canvas_position_embeddings?), e.g. {differing[0]}: "
                          f"checkpoint {found.get(differing[0])}, config {expected.get(differing[0])}")
-    model.config.num_rounds, model.config.mask_window = cfg.num_rounds, cfg.mask_window
-    model.config.validate_glauber_fields()
+    model.load_state_dict(trained.state_dict())
     return model
 
 

@@ -53,7 +53,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--baseline-steps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
     parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model "
-                        "(same tokenizer and shapes; the config's num_rounds and mask_window replace its own)")
+                        "(same tokenizer and weight shapes; the model's configuration, e.g. num_rounds and "
+                        "mask_window, is the config's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spin-wait stalls on a busy machine)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one recipe field of --config (repeatable), e.g. --set stage1_budget_fraction=0.9")
