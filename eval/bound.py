@@ -90,14 +90,10 @@ def glauber_bound(
     canvas and `seed`, never on the batch it was scored in. Frozen positions (`[B, L]`) are never noised and
     contribute nothing. `batch_size` bounds the rows of every model call.
     """
-    config = model.config
     if not isinstance(mc_samples, int) or mc_samples < 1:
         raise ValueError(f"mc_samples must be an integer >= 1, got {mc_samples!r}")
-    num_rounds = config.num_rounds if num_rounds is None else num_rounds
-    if not isinstance(num_rounds, int) or not 0 <= num_rounds <= config.num_rounds:
-        raise ValueError(f"num_rounds must be an integer in [0, {config.num_rounds}], got {num_rounds!r}")
-    mask_window = config.mask_window if mask_window is None else mask_window
     batch, length = canvas.shape
+    num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, mask_window, length)
     device = canvas.device
     frozen = torch.zeros_like(canvas, dtype=torch.bool) if frozen is None else frozen.to(device).bool()
     schedule = model.schedule(length)
@@ -199,14 +195,13 @@ def enumerate_toy(
     those canvases: p(x_0) = p_causal · R_S ⋯ R_1; the bound's expectation follows the forward marginals μ_t:
     Σ_t E_{μ_{t-1}} Σ_{x_t} Q_t [log Q_t(x_t | x_{t-1}) − log R_t(x_{t-1} | x_t)] + E_{μ_S}[−log p_causal].
     """
-    config = model.config
-    num_rounds = config.num_rounds if num_rounds is None else num_rounds
     length = x0.shape[1]
+    num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, None, length)
     states = torch.tensor(list(itertools.product(content_ids, repeat=length)), device=x0.device)
     n = states.shape[0]
     schedule = model.schedule(length)
     steps = num_rounds * length
-    windows, valid = schedule.window(config.mask_window)
+    windows, valid = schedule.window(mask_window)
     causal = torch.exp(-causal_nll(model, prefix.select(torch.zeros(n, dtype=torch.long)), states))
     if abs(float(causal.sum()) - 1.0) > 1e-5:
         raise ValueError("the content tokens do not carry all of the causal mass: suppress every other token")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import Seq2SeqLMOutput
@@ -28,7 +29,12 @@ from .infill import (
 )
 from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
-from .time_conditioning import GlauberTimeConditioning, ModulationState, attach_time_conditioning
+from .time_conditioning import (
+    GlauberTimeConditioning,
+    ModulationState,
+    attach_time_conditioning,
+    checkpoint_with_modulation,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -208,6 +214,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         if bool(((tau < 0) | (tau > 1)).any()):
             raise ValueError("timesteps are normalised diffusion times τ = t/T and must lie in [0, 1]")
         return tau
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=checkpoint, **kwargs) -> None:
+        """Checkpointed blocks are recomputed after `modulation` has exited; they get the forward's τ as an input."""
+        super()._set_gradient_checkpointing(
+            enable, checkpoint_with_modulation(self._modulation_state, gradient_checkpointing_func), **kwargs
+        )
 
     def modulation(self, timesteps: torch.Tensor):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
@@ -507,6 +519,54 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size
         )
         length = canvas.shape[1]
+        num_rounds, mask_window = self.resolve_rounds_and_window(num_rounds, mask_window, length)
+        if bool(frozen.all()):
+            raise ValueError("frozen_mask freezes every canvas position: there is nothing to generate")
+
+        seeds = resolve_seeds(seed, batch, self.device)
+        prefix = self.build_prefix(input_ids, attention_mask, batch)
+        schedule = self.schedule(length)
+        last_step = num_rounds * length
+        positions = schedule.positions[:last_step].to(self.device)
+        windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
+        # steps whose position is frozen in every row need no model call (decided on the host, once)
+        movable = (~frozen.all(dim=0)[positions]).tolist()
+        num_model_calls = length + sum(movable)
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=num_model_calls, desc="glauber generate", unit="call")
+        draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
+        sequences = draft.clone()
+        trajectory = [draft.clone()] if output_trajectory else None
+        for t in range(last_step, 0, -1):
+            if movable[t - 1]:
+                k = positions[t - 1]
+                window_valid = valid[t - 1].unsqueeze(0) & ~frozen[:, windows[t - 1]]
+                tau = schedule.tau(t).to(self.device).view(1)
+                logits = self.infill_logits(prefix, sequences, windows[t - 1], window_valid, tau)
+                sampled = sample_tokens(logits, refine_params, seeds, STREAM_REFINE, t)
+                sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
+                if bar is not None:
+                    bar.update(1)
+            # a round ends at its step t = (n-1)·L + 1, whether or not that step ran
+            if output_trajectory and (t - 1) % length == 0:
+                trajectory.append(sequences.clone())
+        if bar is not None:
+            bar.close()
+        if not return_dict_in_generate:
+            return sequences
+        return GlauberGenerateOutput(
+            sequences=sequences,
+            draft_sequences=draft,
+            num_model_calls=num_model_calls,
+            trajectory=torch.stack(trajectory) if output_trajectory else None,
+        )
+
+    def resolve_rounds_and_window(self, num_rounds: int | None, mask_window: int | None, length: int) -> tuple[int, int]:
+        """(N', w) for a reverse pass over a canvas of `length`: the config's where None, else checked."""
         num_rounds = self.config.num_rounds if num_rounds is None else num_rounds
         if not isinstance(num_rounds, int) or not 0 <= num_rounds <= self.config.num_rounds:
             raise ValueError(
@@ -518,51 +578,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             raise ValueError(f"mask_window must be an integer in [1, {length}] (the canvas length), got {mask_window!r}")
         if len(self.sentinel_ids) < mask_window:
             raise ValueError(f"mask_window={mask_window} needs {mask_window} sentinel_token_ids in the config")
-        if bool(frozen.all()):
-            raise ValueError("frozen_mask freezes every canvas position: there is nothing to generate")
-
-        seeds = resolve_seeds(seed, batch, self.device)
-        prefix = self.build_prefix(input_ids, attention_mask, batch)
-        schedule = self.schedule(length)
-        last_step = num_rounds * length
-        positions = schedule.positions[:last_step].to(self.device)
-        windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
-        # steps whose position is frozen in every row need no model call
-        movable = ~frozen.all(dim=0)[positions]
-        active_steps = (torch.nonzero(movable).squeeze(1) + 1).flip(0).tolist()
-
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=length + len(active_steps), desc="glauber generate", unit="call")
-        draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
-        sequences = draft.clone()
-        trajectory = [draft.clone()] if output_trajectory else None
-        for t in active_steps:
-            k = positions[t - 1]
-            window_valid = valid[t - 1].unsqueeze(0) & ~frozen[:, windows[t - 1]]
-            logits = self.infill_logits(prefix, sequences, windows[t - 1], window_valid, schedule.tau(t).to(self.device).view(1))
-            sampled = sample_tokens(logits, refine_params, seeds, STREAM_REFINE, t)
-            sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
-            if bar is not None:
-                bar.update(1)
-            if output_trajectory and (t - 1) % length == 0:
-                trajectory.append(sequences.clone())
-        if bar is not None:
-            bar.close()
-        if output_trajectory:
-            # rounds whose every step was frozen for all rows still get their snapshot
-            while len(trajectory) < num_rounds + 1:
-                trajectory.append(sequences.clone())
-        if not return_dict_in_generate:
-            return sequences
-        return GlauberGenerateOutput(
-            sequences=sequences,
-            draft_sequences=draft,
-            num_model_calls=length + len(active_steps),
-            trajectory=torch.stack(trajectory) if output_trajectory else None,
-        )
+        return num_rounds, mask_window
 
     def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size):
         vocab = self.config.vocab_size

@@ -8,6 +8,8 @@ zero-initialised, so a freshly converted model computes exactly what its backbon
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -49,11 +51,17 @@ class GlauberTimeConditioning(nn.Module):
         return self.modulation(self.mlp(features))
 
 
-class ModulationState:
-    """The modulation vector of the forward in progress, read by the norm-layer hooks."""
+class ModulationState(threading.local):
+    """The modulation vector of the forward in progress, read by the norm-layer hooks.
+
+    Per thread: `nn.DataParallel` runs its replicas, which share this object, in one thread each.
+    """
 
     def __init__(self):
         self.current: torch.Tensor | None = None
+
+    def __deepcopy__(self, memo) -> ModulationState:
+        return ModulationState()
 
     @contextmanager
     def use(self, modulation: torch.Tensor):
@@ -62,6 +70,25 @@ class ModulationState:
             yield
         finally:
             self.current = previous
+
+
+def checkpoint_with_modulation(state: ModulationState, checkpoint_func: Callable) -> Callable:
+    """Wrap an activation-checkpointing function so that a layer recomputed in the backward pass sees the
+    modulation of the forward that ran it (by then `state.current` has been reset). The modulation is passed as a
+    checkpoint input, not captured, so the reentrant variant also returns its gradient to the time MLP."""
+
+    def run(function: Callable, *args, **kwargs):
+        modulation = state.current
+        if modulation is None:
+            return checkpoint_func(function, *args, **kwargs)
+
+        def with_modulation(modulation_input: torch.Tensor, *inner_args):
+            with state.use(modulation_input):
+                return function(*inner_args)
+
+        return checkpoint_func(with_modulation, modulation, *args, **kwargs)
+
+    return run
 
 
 class NormModulationHook:
@@ -99,6 +126,7 @@ __all__ = [
     "ModulationState",
     "NormModulationHook",
     "attach_time_conditioning",
+    "checkpoint_with_modulation",
     "find_norm_layers",
     "timestep_features",
 ]

@@ -33,6 +33,48 @@ def test_converted_model_computes_the_backbone_at_every_time(kind, tokenizer, tm
     torch.testing.assert_close(loaded(**enc, decoder_input_ids=dec, timesteps=0.7).logits, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("use_reentrant", [False, True])
+@pytest.mark.parametrize("kind", ["t5", "t5gemma"])
+def test_gradient_checkpointing_gives_the_gradients_of_a_plain_backward(kind, use_reentrant):
+    """Recomputed blocks run after the forward's time context has closed; they must still see its τ."""
+    ids, dec = torch.randint(3, 200, (2, 6)), torch.randint(3, 200, (2, 4))
+    grads = []
+    for checkpointing in (False, True):
+        model = make_glauber(kind).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        out = model(input_ids=ids, decoder_input_ids=dec, timesteps=torch.tensor([0.3, 0.7]), labels=dec)
+        out.loss.backward()
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[1].keys() == grads[0].keys()
+    assert any(name.startswith("time_conditioning.") for name in grads[0])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_modulation_state_is_per_thread():
+    """nn.DataParallel runs its replicas, which share the state object, in concurrent threads."""
+    import threading
+
+    from modeling_glauber.time_conditioning import ModulationState
+
+    state, barrier, seen = ModulationState(), threading.Barrier(2), {}
+
+    def replica(name: str, value: float) -> None:
+        with state.use(torch.tensor([value])):
+            barrier.wait()  # both threads are inside their own `use` before either reads
+            seen[name] = float(state.current)
+            barrier.wait()
+
+    threads = [threading.Thread(target=replica, args=(f"r{i}", float(i))) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"r0": 0.0, "r1": 1.0}
+    assert state.current is None
+
+
 def test_time_conditioning_changes_outputs_once_trained(t5_model, tokenizer):
     enc = tokenizer(["abc"], return_tensors="pt")
     dec = torch.tensor([[0, 50]])
@@ -203,6 +245,33 @@ def test_frozen_positions_never_change_and_are_skipped(t5_model, tokenizer):
     assert out.trajectory.shape == (3, 2, 6)
     # positions 0 and 4 are frozen in every row: their 2 refinement steps per round are skipped
     assert out.num_model_calls == 6 + 2 * (6 - 2)
+
+
+def test_trajectory_holds_the_canvas_after_each_round_when_a_round_ends_on_a_frozen_step(tokenizer):
+    model = make_glauber("t5", tokenizer, num_rounds=2)
+    length = 4
+    positions = model.schedule(length).positions.tolist()
+    frozen = torch.zeros((1, length), dtype=torch.bool)
+    frozen[0, positions[length]] = True  # k_{L+1}: the last step of the reverse pass's first round
+    seen = []
+    infill = model.infill_logits
+
+    def recording(prefix, canvas, *args):
+        seen.append(canvas.clone())
+        return infill(prefix, canvas, *args)
+
+    model.infill_logits = recording
+    out = model.generate(
+        canvas_ids=torch.full((1, length), 100), frozen_mask=frozen, seed=0, return_dict_in_generate=True,
+        output_trajectory=True,
+    )
+    # the frozen cell is skipped once per round; the first round (t = 2L … L+1, its last step skipped) ends with
+    # the canvas that the call for t = L receives, the (L-1)-th call
+    assert len(seen) == 2 * (length - 1)
+    assert torch.equal(out.trajectory[0], out.draft_sequences)
+    assert torch.equal(out.trajectory[1], seen[length - 1])
+    assert torch.equal(out.trajectory[2], out.sequences)
+    assert not torch.equal(out.trajectory[1], out.trajectory[2])
 
 
 def test_a_row_does_not_depend_on_the_rest_of_its_batch(t5_model, tokenizer):
