@@ -60,7 +60,7 @@ class GlauberLM(LM):
         mask_window: int | None = None,
         batch_size: int | str = 16,
         dtype: str = "float32",
-        device: str | None = "cpu",
+        device: str | None = None,
         seed: int = 0,
         max_length: int = 512,
         max_gen_toks: int = 256,
@@ -80,6 +80,7 @@ class GlauberLM(LM):
             num_rounds: N' ≤ config.num_rounds for generation and the bound (default: the config's; 0 = causal only).
             mc_samples: noising trajectories averaged per request by the elbo scorer.
             batch_size: rows per model call (the elbo scorer counts a trajectory as a row).
+            device: where the model runs; default "cuda" when available, else "cpu" (lm-eval drops a None --device).
             seed: base seed; request i uses seed + i for generation, and trajectories seed … seed + mc_samples − 1.
             max_length: tokens per window of `loglikelihood_rolling`.
             max_gen_toks, do_sample, temperature, top_k, top_p: generation defaults (requests may override).

@@ -159,7 +159,8 @@ def solver_order_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokeni
         calls = max(calls, steps)
         for row, ids in zip(chunk, out[:, 1:].tolist()):
             cells = givens(row)
-            words = tokenizer.convert_ids_to_tokens(ids)
+            # a row with fewer blanks than the batch's longest is forced past its own end: keep its own triplets
+            words = tokenizer.convert_ids_to_tokens(ids[: 3 * row["frozen"].count(False)])
             for r, c, v in zip(words[0::3], words[1::3], words[2::3]):
                 p = int(r) * width + int(c)
                 if not row["frozen"][p]:

@@ -82,6 +82,7 @@ class RecipeConfig:
     stage2_lr: float = 1e-3
     stage2_batch: int = 32
     timesteps_per_chain: int = 8
+    timestep_sampling: str = "t_max"  # where a chain's loss terms fall (GlauberTrainingArguments.timestep_sampling)
     reference_update_steps: int = 50
     reference_ema_decay: float = 0.9
     causal_loss_weight: float = 1.0
@@ -396,6 +397,7 @@ def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
     args = GlauberTrainingArguments(
         **common_training_arguments(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
         timesteps_per_chain=cfg.timesteps_per_chain,
+        timestep_sampling=cfg.timestep_sampling,
         reference_update_steps=cfg.reference_update_steps,
         reference_ema_decay=cfg.reference_ema_decay,
         causal_loss_weight=cfg.causal_loss_weight,

@@ -11,6 +11,7 @@ from tiny_models import BACKBONES, make_glauber
 from modeling_glauber import GlauberT5ForDiffusion, get_schedule
 from modeling_glauber.infill import infill_encoder_inputs, mask_canvas
 from modeling_glauber.sampling import SamplingParams
+from modeling_glauber.schedule import sample_loss_times
 
 
 @pytest.mark.parametrize("kind", ["t5", "t5gemma"])
@@ -130,6 +131,33 @@ def test_schedule_is_fixed_permutations_and_normalised_time():
     assert windows[10].tolist() == [schedule.positions[i].item() for i in (10, 9, 8)]
     assert valid[0].tolist() == [True, False, False]
     assert get_schedule(6, 3, 0, "identity").causal_order_positions.tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("total, per_chain", [(12, 5), (48, 8), (7, 16)])
+def test_loss_times_follow_their_sampling_law(total, per_chain):
+    """Stratified times are exactly uniform on 1 … T; the paper's t_max ladder has the law it is documented to."""
+    rows = 40_000
+    generator = torch.Generator().manual_seed(0)
+    stratified = sample_loss_times(total, per_chain, rows, "stratified", generator)
+    assert stratified.shape == (rows, per_chain)
+    assert int(stratified.min()) >= 1 and int(stratified.max()) <= total
+    # term j stays in its stratum [j·T/K, (j+1)·T/K) (shifted by one)
+    j = torch.arange(per_chain)
+    assert bool(((stratified - 1) * per_chain >= j * total - per_chain).all())
+    assert bool(((stratified - 1) * per_chain < (j + 1) * total).all())
+    frequency = torch.bincount(stratified.flatten(), minlength=total + 1)[1:].double() / stratified.numel()
+    torch.testing.assert_close(frequency, torch.full((total,), 1.0 / total, dtype=torch.float64), atol=3e-3, rtol=0)
+
+    ladder = sample_loss_times(total, per_chain, rows, "t_max", generator)
+    exact = torch.zeros(total + 1, dtype=torch.float64)
+    for t_max in range(1, total + 1):
+        for step in range(1, per_chain + 1):
+            exact[-(-step * t_max // per_chain)] += 1.0 / (total * per_chain)
+    frequency = torch.bincount(ladder.flatten(), minlength=total + 1).double() / ladder.numel()
+    torch.testing.assert_close(frequency, exact, atol=3e-3, rtol=0)
+    assert exact[1] > 2 * exact[total]
+    with pytest.raises(ValueError, match="timestep_sampling must be one of"):
+        sample_loss_times(total, per_chain, 2, "uniform", generator)
 
 
 def test_causal_draft_with_cache_equals_teacher_forced_causal_gen(tokenizer):

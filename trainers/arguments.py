@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from modeling_glauber.schedule import TIMESTEP_SAMPLINGS
+
 SCORE_PARAMETRIZATIONS = ("normalized", "unnormalized")
 CAUSAL_LOSS_TARGETS = ("data", "chain")
 LORA_REFERENCES = ("adapter", "copy")
@@ -16,8 +18,10 @@ class GlauberTrainingArguments(TrainingArguments):
     r"""
     Args:
         num_rounds: N of the schedule; None takes the model config's, any other value must equal it.
-        timesteps_per_chain: K, loss terms taken from one noising chain, at `ceil(j·t_max/K)`, j = 1 … K, for
-            `t_max ~ U{1 … T}` (appendix A). K = 1 is one time point per chain (no reuse).
+        timesteps_per_chain: K, loss terms taken from one noising chain. K = 1 is one time point per chain.
+        timestep_sampling: where the K terms fall: "t_max" (appendix A: `ceil(j·t_max/K)`, j = 1 … K, for
+            `t_max ~ U{1 … T}`; small t is visited more often) or "stratified" (one uniform draw in each of K equal
+            strata of 1 … T: every term's time is exactly uniform, as DESIGN §6 asks).
         reference_update_steps: optimiser steps between refreshes of the frozen reference.
         reference_ema_decay: β of the refresh `ref ← β·ref + (1-β)·θ`; 0 is the hard copy of algorithm 1.
         score_parametrization: "normalized" (ℓ = log-softmax: cross-entropy) or "unnormalized" (raw-logit score entropy).
@@ -32,6 +36,7 @@ class GlauberTrainingArguments(TrainingArguments):
 
     num_rounds: int | None = field(default=None, metadata={"help": "N (must equal the model config's when set)"})
     timesteps_per_chain: int = field(default=32, metadata={"help": "loss time points per noising chain"})
+    timestep_sampling: str = field(default="t_max", metadata={"help": "t_max (appendix A) | stratified"})
     reference_update_steps: int = field(default=500, metadata={"help": "optimiser steps between reference refreshes"})
     reference_ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the reference; 0 = hard copy"})
     score_parametrization: str = field(default="normalized", metadata={"help": "normalized | unnormalized"})
@@ -47,6 +52,8 @@ class GlauberTrainingArguments(TrainingArguments):
         super().__post_init__()
         if not isinstance(self.timesteps_per_chain, int) or self.timesteps_per_chain < 1:
             raise ValueError(f"timesteps_per_chain must be an integer >= 1, got {self.timesteps_per_chain!r}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got {self.timestep_sampling!r}")
         if self.num_rounds is not None and (not isinstance(self.num_rounds, int) or self.num_rounds < 1):
             raise ValueError(f"num_rounds must be None or an integer >= 1, got {self.num_rounds!r}")
         if not isinstance(self.reference_update_steps, int) or self.reference_update_steps < 1:

@@ -1,7 +1,8 @@
 """`GlauberTrainer`: the SEDD / DWDSE objective of DESIGN §6 against a frozen EMA reference (§4, algorithm 1).
 
-Per micro-batch: draw `t_max ~ U{1 … T}` per row, run the reference's heat-bath Glauber chain from x_0 (batched,
-no grad) and take K = `timesteps_per_chain` loss terms at `t_j = ceil(j·t_max/K)`. At time t the target is the
+Per micro-batch: draw K = `timesteps_per_chain` loss times per row (`sample_loss_times`: the paper's
+`t_j = ceil(j·t_max/K)` with `t_max ~ U{1 … T}`, or stratified-uniform), run the reference's heat-bath Glauber chain
+from x_0 to the largest (batched, no grad) and take the loss terms on it. At time t the target is the
 token before the step, `a = x_{t-1}[k_t]`, the context is `x_t` (= `x_{t-1}` off `k_t`) with the mask window of step
 t masked, the model runs MASK-INFILL at τ = t/T, and the loss is `glauber_score_entropy` (cross-entropy by default).
 Optionally a CAUSAL-GEN (τ = 1) next-token loss on the data or on the chain's x_T is added.
@@ -19,6 +20,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from modeling_glauber import glauber_score_entropy, run_glauber_noising
+from modeling_glauber.schedule import sample_loss_times
 from modeling_glauber.infill import concat_mode_inputs
 
 from .arguments import GlauberTrainingArguments
@@ -106,16 +108,20 @@ class GlauberTrainer(Trainer):
             self.reference.module = self.accelerator.prepare_model(self.reference.module, evaluation_mode=True)
         self.add_callback(ReferenceRefreshCallback(self.reference))
         self.noising_seconds = 0.0
-        self._noise_step, self._noise_micro = -1, 0
+        self._noise_draws: dict[bool, tuple[int, int]] = {}  # training / evaluation → (global step, micro-batches)
         self._stats = torch.zeros(2 * args.loss_time_buckets + 4, dtype=torch.float64)
 
     # ------------------------------------------------------------------------------------------ randomness
-    def _noise_generator(self) -> torch.Generator:
-        """Seeded by (seed, global step, micro-batch within the step, rank): a resumed run redraws the same chains."""
-        if self.state.global_step != self._noise_step:
-            self._noise_step, self._noise_micro = self.state.global_step, 0
-        entropy = [self.args.seed, self.state.global_step, self._noise_micro, self.args.process_index]
-        self._noise_micro += 1
+    def _noise_generator(self, training: bool) -> torch.Generator:
+        """Seeded by (seed, global step, micro-batch within the step, rank): a resumed run redraws the same chains.
+
+        Evaluation counts its own micro-batches and adds a stream tag, so evaluating (or not) between training steps
+        changes no training chain."""
+        step = self.state.global_step
+        last_step, micro = self._noise_draws.get(training, (-1, 0))
+        micro = micro if last_step == step else 0
+        self._noise_draws[training] = (step, micro + 1)
+        entropy = [self.args.seed, step, micro, self.args.process_index] + ([] if training else [1])
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
         return torch.Generator().manual_seed(seed)
 
@@ -149,12 +155,11 @@ class GlauberTrainer(Trainer):
             )
         schedule = glauber.schedule(length)
         total, k = schedule.total_steps, args.timesteps_per_chain
-        generator = self._noise_generator()
-        t_max = torch.randint(1, total + 1, (batch,), generator=generator)
+        generator = self._noise_generator(model.training)
+        times = sample_loss_times(total, k, batch, args.timestep_sampling, generator)
         seeds = torch.randint(0, 2**62, (batch,), generator=generator, dtype=torch.int64)
-        times = (torch.arange(1, k + 1).unsqueeze(0) * t_max.unsqueeze(1) + k - 1) // k  # ceil(j·t_max/K)
         chain_to_end = args.causal_loss_weight > 0 and args.causal_loss_target == "chain"
-        num_steps = total if chain_to_end else int(t_max.max())
+        num_steps = total if chain_to_end else int(times.max())
 
         prefix = glauber.build_prefix(inputs["input_ids"], inputs.get("attention_mask"))
         started = time.perf_counter()
@@ -168,6 +173,10 @@ class GlauberTrainer(Trainer):
         rows = torch.arange(batch, device=device).repeat_interleave(k)
         t_flat = times.flatten().to(device)
         scored = ~frozen[rows, schedule.positions.to(device)[t_flat - 1]]
+        # every sampled step frozen: one unweighted placeholder term keeps the forward off zero rows and every
+        # parameter in the backward (DDP)
+        placeholder = not bool(scored.any())
+        scored[0] |= placeholder
         rows, t_flat = rows[scored], t_flat[scored]
         windows, valid = (table.to(device)[t_flat - 1] for table in schedule.window(glauber.config.mask_window))
         valid = valid & ~torch.gather(frozen[rows], 1, windows)
@@ -180,9 +189,12 @@ class GlauberTrainer(Trainer):
         if args.causal_loss_weight > 0:
             causal_canvas = trace.final if chain_to_end else canvas
         infill_logits, causal_logits = self._logits(model, prefix, rows, context, windows, valid, tau, causal_canvas)
-        per_item = glauber_score_entropy(infill_logits, targets, logq, args.score_parametrization)
-        # zero-size batches (every step frozen) still touch the graph so that DDP sees every parameter
-        infill_loss = per_item.mean() if per_item.numel() else infill_logits.sum() * 0.0
+        if placeholder:
+            per_item, tau = infill_logits.new_zeros(0), tau[:0]
+            infill_loss = infill_logits.sum() * 0.0
+        else:
+            per_item = glauber_score_entropy(infill_logits, targets, logq, args.score_parametrization)
+            infill_loss = per_item.mean()
         loss = infill_loss
         causal_loss = None
         if causal_logits is not None:
@@ -201,8 +213,9 @@ class GlauberTrainer(Trainer):
         bucket = (torch.ceil(tau * nb).long() - 1).clamp(0, nb - 1).cpu()
         self._stats[:nb].index_add_(0, bucket, per_item.double().cpu())
         self._stats[nb : 2 * nb].index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
-        self._stats[2 * nb] += float(infill_loss)
-        self._stats[2 * nb + 1] += 1
+        if per_item.numel():  # a placeholder term (every sampled step frozen) is no measurement
+            self._stats[2 * nb] += float(infill_loss)
+            self._stats[2 * nb + 1] += 1
         if causal_loss is not None:
             self._stats[2 * nb + 2] += float(causal_loss.detach())
             self._stats[2 * nb + 3] += 1

@@ -195,3 +195,21 @@ def test_not_a_glauber_checkpoint_is_rejected(tmp_path, tokenizer):
     T5ForConditionalGeneration(T5Config(vocab_size=384, d_model=16, num_layers=1, num_heads=1, d_kv=8, d_ff=16)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="not a Glauber checkpoint"):
         GlauberLM.create_from_arg_string(f"pretrained={tmp_path}")
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_device_defaults_to_cuda_when_lm_eval_passes_none(checkpoint, monkeypatch, cuda):
+    """lm-eval hands `device=None` when --device is not given; the adapter must then pick the GPU if there is one."""
+    import eval.lm_eval_adapter as adapter
+
+    seen = {}
+
+    def fake_load(pretrained, **kwargs):
+        seen["device"] = kwargs["device"]
+        raise RuntimeError("stop after choosing the device")
+
+    monkeypatch.setattr(adapter.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(adapter, "load_glauber", fake_load)
+    with pytest.raises(RuntimeError, match="stop after choosing the device"):
+        GlauberLM.create_from_arg_string(f"pretrained={checkpoint}", {"batch_size": 4, "max_batch_size": None, "device": None})
+    assert seen["device"] == ("cuda" if cuda else "cpu")

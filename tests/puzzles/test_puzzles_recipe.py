@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from puzzles import cli, data, zebra
-from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
+from puzzles.baselines import (
+    MaskedDiffusionCollator,
+    SolverOrderCollator,
+    mdm_predictions,
+    solver_order_predictions,
+    solver_triplets,
+)
 from puzzles.evaluation import fixes, format_table, plot_results, run_method
 from puzzles.metrics import evaluate_predictions, givens
 from puzzles.recipe import (
@@ -333,6 +339,33 @@ def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
         assert float(ar(**batch).loss) > 0
     preds, calls = solver_order_predictions(ar, tok, rows, legal_words)
     assert calls == 3 * blanks and all(len(p) == 16 for p in preds)
+
+
+def test_solver_order_decoding_keeps_each_row_to_its_own_blanks(tiny, sudoku4):
+    """A batch decodes 3·(most blanks) tokens; a row with fewer blanks must not apply the triplets past its end."""
+    _, tok, _, _ = tiny
+    rows = list(sudoku4["test"])
+    assert len({r["frozen"].count(False) for r in rows}) > 1
+    longest = 3 * max(r["frozen"].count(False) for r in rows)
+
+    class Oracle:
+        """Emits each row's own solver-order triplets, then (forced on) a legal triplet that overwrites cell 0."""
+
+        device = torch.device("cpu")
+
+        def generate(self, input_ids, **kwargs):
+            assert kwargs["min_new_tokens"] == kwargs["max_new_tokens"] == longest
+            out = []
+            for row in rows[: input_ids.shape[0]]:
+                words = solver_triplets(row)
+                wrong = "1" if row["canvas"].split()[0] != "1" else "2"
+                words += ["0", "0", wrong] * ((longest - len(words)) // 3)
+                out.append([tok.pad_token_id] + tok.convert_tokens_to_ids(words))
+            return torch.tensor(out)
+
+    preds, calls = solver_order_predictions(Oracle(), tok, rows, legal_canvas_tokens("sudoku", 4))
+    assert calls == longest
+    assert evaluate_predictions(preds, rows)["solved"] == 1.0
 
 
 def test_fp16_asset_round_trip(tiny, sudoku4, tmp_path):

@@ -79,12 +79,15 @@ def test_reference_is_a_frozen_copy_refreshed_by_ema(tmp_path, tokenizer):
 
 
 def test_resume_is_bit_exact(tmp_path, tokenizer):
-    data = Dataset.from_dict(toy_rows(num=24))
+    """Also when the run evaluates at the checkpoint step: evaluation draws its chains from a stream of its own."""
+    data, held_out = Dataset.from_dict(toy_rows(num=24)), Dataset.from_dict(toy_rows(num=4, seed=1))
 
     def run(output_dir, resume=None):
         args = make_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3, causal_loss_weight=0.5,
-                         gradient_accumulation_steps=2, per_device_train_batch_size=2)
-        trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=data, processing_class=tokenizer)
+                         gradient_accumulation_steps=2, per_device_train_batch_size=2, eval_strategy="steps",
+                         eval_steps=3, per_device_eval_batch_size=4)
+        trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=data, eval_dataset=held_out,
+                                 processing_class=tokenizer)
         trainer.train(resume_from_checkpoint=resume)
         return trainer
 
@@ -113,9 +116,9 @@ def test_gradient_accumulation_scales_the_loss(tmp_path, tokenizer):
         assert any(k.startswith("loss_tau_") for k in entry)
 
 
-def test_unnormalized_score_and_chain_causal_target_train(tmp_path, tokenizer):
+def test_unnormalized_score_chain_causal_target_and_stratified_times_train(tmp_path, tokenizer):
     args = make_args(tmp_path, max_steps=2, score_parametrization="unnormalized", causal_loss_weight=1.0,
-                     causal_loss_target="chain")
+                     causal_loss_target="chain", timestep_sampling="stratified")
     trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=Dataset.from_dict(toy_rows()),
                              processing_class=tokenizer)
     trainer.train()
@@ -124,10 +127,26 @@ def test_unnormalized_score_and_chain_causal_target_train(tmp_path, tokenizer):
     assert trainer.noising_seconds > 0
 
 
+def test_a_micro_batch_whose_sampled_steps_are_all_frozen_trains_without_moving_the_weights(tmp_path, tokenizer):
+    rows = toy_rows(num=4)
+    rows["frozen"] = [[1] * 6 for _ in range(4)]
+    model = tiny_t5()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = GlauberTrainer(model=model, args=make_args(tmp_path, max_steps=2, per_device_train_batch_size=1),
+                             train_dataset=Dataset.from_dict(rows))
+    trainer.train()
+    assert trained_losses(trainer) == [0.0, 0.0]
+    assert not any(key.startswith("loss_infill") for entry in trainer.state.log_history for key in entry)
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[name]), name
+
+
 def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
     data = Dataset.from_dict(toy_rows())
     with pytest.raises(ValueError, match="timesteps_per_chain"):
         make_args(tmp_path, timesteps_per_chain=0)
+    with pytest.raises(ValueError, match=r"timestep_sampling must be one of \('t_max', 'stratified'\)"):
+        make_args(tmp_path, timestep_sampling="uniform")
     with pytest.raises(ValueError, match="num_rounds=3 .* disagrees"):
         GlauberTrainer(model=tiny_t5(num_rounds=2), args=make_args(tmp_path, num_rounds=3), train_dataset=data)
     with pytest.raises(ValueError, match="lacks the columns"):
