@@ -112,12 +112,13 @@ def run_mauve(args) -> int:
     from transformers import AutoModel, AutoTokenizer
 
     from .gen_ppl import sample_texts
-    from .mauve_eval import mauve_score, split_prefix
+    from .mauve_eval import join_prefix, mauve_score, split_prefix
     from .report import write_result
 
     model, tokenizer = _load(args)
     references = [row["text"] for row in _read_jsonl(args.references)]
-    prompts, human = split_prefix(tokenizer, references, args.prefix_tokens)
+    prompts, human = split_prefix(tokenizer, references, args.prefix_tokens, args.length)
+    human_texts = [join_prefix(tokenizer, p, h) for p, h in zip(prompts, human)]
     featurizer = AutoModel.from_pretrained(args.featurizer).to(args.device).eval()
     feature_tokenizer = AutoTokenizer.from_pretrained(args.featurizer)
     metrics = {}
@@ -127,7 +128,7 @@ def run_mauve(args) -> int:
             batch_size=args.batch_size, seed=args.seed, **_sampling(args),
         )
         metrics[f"N={rounds}"] = mauve_score(
-            [p + c for p, c in zip(prompts, continuations)], [p + h for p, h in zip(prompts, human)],
+            [join_prefix(tokenizer, p, c) for p, c in zip(prompts, continuations)], human_texts,
             featurizer, feature_tokenizer, batch_size=args.batch_size,
         )
     write_result(args.out, "mauve", {**vars(args), "func": None}, metrics)

@@ -51,14 +51,26 @@ def mauve_score(
     return {"mauve": float(out.mauve), "frontier_integral": float(out.frontier_integral)}
 
 
-def split_prefix(tokenizer, texts: list[str], prefix_tokens: int) -> tuple[list[str], list[str]]:
-    """Prompts (the first `prefix_tokens` tokens of each reference) and the human continuations after them."""
+def split_prefix(
+    tokenizer, texts: list[str], prefix_tokens: int, continuation_tokens: int | None = None
+) -> tuple[list[str], list[str]]:
+    """Prompts (the first `prefix_tokens` tokens of each reference) and the human continuations after them, cut to
+    `continuation_tokens` tokens (the model's continuation length) when given."""
+    end = None if continuation_tokens is None else prefix_tokens + continuation_tokens
     prompts, continuations = [], []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False).input_ids
         prompts.append(tokenizer.decode(ids[:prefix_tokens], skip_special_tokens=True))
-        continuations.append(tokenizer.decode(ids[prefix_tokens:], skip_special_tokens=True))
+        continuations.append(tokenizer.decode(ids[prefix_tokens:end], skip_special_tokens=True))
     return prompts, continuations
 
 
-__all__ = ["featurize", "mauve_score", "split_prefix"]
+def join_prefix(tokenizer, prompt: str, continuation: str) -> str:
+    """`prompt` followed by `continuation`, joined as token sequences: a SentencePiece continuation decoded on its
+    own has lost the word boundary at its start, which string concatenation would not restore. Model and human
+    texts are joined the same way, so neither side carries an artefact the other lacks."""
+    ids = tokenizer(prompt, add_special_tokens=False).input_ids + tokenizer(continuation, add_special_tokens=False).input_ids
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+__all__ = ["featurize", "join_prefix", "mauve_score", "split_prefix"]

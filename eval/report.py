@@ -13,8 +13,10 @@ def write_result(path: str | os.PathLike, evaluator: str, config: dict, metrics:
     """Write `{"evaluator", "config", "metrics"}` to `path` and print the metrics as a table."""
     payload = {"evaluator": evaluator, "config": config, "metrics": metrics}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    staged = f"{path}.partial"
+    with open(staged, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=2)
+    os.replace(staged, path)
     print(f"\n{evaluator}\n| metric | value |\n|---|---|")
     for key, value in _scalars(metrics).items():
         print(f"| {key} | {_format(value)} |")

@@ -661,8 +661,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         r"""
         Convert a pretrained T5 / Flan-T5 / UL2 / T5-Gemma model (Hub id, local directory or model object).
 
-        Sentinels and UL2 mode tokens come from `tokenizer` when it has them; a tokenizer without sentinels (e.g.
-        T5-Gemma's) gets `<extra_id_0…>` added and the embeddings resized (logged). Without a tokenizer the T5
+        Sentinels (all `<extra_id_i>` of `tokenizer`, at least max(8, w)) and UL2 mode tokens come from `tokenizer`
+        when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
+        embeddings resized (logged). Without a tokenizer the T5
         convention is assumed: sentinels at the top of the vocabulary. Only the time-conditioning parameters (and,
         with `canvas_position_embeddings` > 0, the zero-initialised canvas position embedding) are new.
         """
@@ -780,13 +781,19 @@ def _special_ids(model: PreTrainedModel, tokenizer, vocab: int, num_sentinels: i
             names[-1],
             model.get_output_embeddings().weight.shape[0],
         )
+    # every further sentinel the tokenizer has: a UL2 span corruption needs one per span (T5: 100, ByT5: 125)
+    while (extra := tokenizer.convert_tokens_to_ids(f"<extra_id_{len(ids)}>")) is not None and extra != unk:
+        ids.append(extra)
     modes = {}
     for field, token in (("r_mode_token_id", "[NLU]"), ("s_mode_token_id", "[S2S]"), ("x_mode_token_id", "[NLG]")):
         token_id = tokenizer.convert_tokens_to_ids(token)
         if token_id is not None and token_id != unk:
             modes[field] = token_id
     out_vocab = model.get_output_embeddings().weight.shape[0]
-    suppressed = sorted(set(tokenizer.all_special_ids) | set(range(len(tokenizer), out_vocab)))
+    # <unk> stays emittable: it stands for text the tokenizer cannot spell (T5's SentencePiece has no `{`, no CJK),
+    # and training data or lm-eval continuations that hold it must get a finite likelihood
+    specials = set(tokenizer.all_special_ids) - {unk}
+    suppressed = sorted(specials | set(range(len(tokenizer), out_vocab)))
     return ids, modes, suppressed
 
 

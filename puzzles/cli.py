@@ -8,11 +8,51 @@ from collections.abc import Sequence
 
 from datasets import DatasetDict
 
-from puzzles import data
+from puzzles import data, zebra
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+# argparse `type=` validators: argparse reports a raised ArgumentTypeError as "argument --flag: <message>", so each
+# message only has to say which values the flag allows.
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (puzzle counts, limits, batch sizes, workers)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (the test split may be empty)."""
+    return _int_at_least(text, 0)
+
+
+def _int_list(text: str, low: int, high: int | None, example: str) -> list[int]:
+    allowed = f"integers in {low}..{high}" if high is not None else f"integers >= {low}"
+    message = f"expected a comma list of {allowed}, e.g. {example}; got {text!r}"
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if any(v < low or (high is not None and v > high) for v in values):
+        raise argparse.ArgumentTypeError(message)
+    return values
+
+
+def zebra_sizes(text: str) -> list[int]:
+    """A comma list of Zebra house (or attribute) counts, each in 3..6."""
+    return _int_list(text, zebra.MIN_SIZE, zebra.MAX_SIZE, "3,4")
+
+
+def round_list(text: str) -> list[int]:
+    """A comma list of Glauber round counts N >= 0 (0 is the causal draft)."""
+    return _int_list(text, 0, None, "0,1,2,3")
 
 
 def _make_sudoku(args: argparse.Namespace) -> int:
@@ -29,7 +69,7 @@ def _make_sudoku(args: argparse.Namespace) -> int:
 
 
 def _make_zebra(args: argparse.Namespace) -> int:
-    sizes = [(h, a) for h in _int_list(args.houses) for a in _int_list(args.attributes)]
+    sizes = [(h, a) for h in args.houses for a in args.attributes]
     ds, stats = data.build_zebra(
         sizes, args.n, args.test_size, args.seed, workers=args.workers, progress=not args.quiet,
         answer_as_clues=args.answer_as_clues,
@@ -45,10 +85,11 @@ def _finish(ds: DatasetDict, stats: dict, args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n", type=int, required=True, help="number of training puzzles")
-    p.add_argument("--test-size", type=int, default=1000, help="number of test puzzles (disjoint from train)")
+    p.add_argument("--n", type=positive_int, required=True, help="number of training puzzles (>= 1)")
+    p.add_argument("--test-size", type=non_negative_int, default=1000,
+                   help="number of test puzzles, disjoint from train (>= 0)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=positive_int, default=1, help="generation processes (>= 1)")
     p.add_argument("--out", required=True, help="output directory (written atomically)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -71,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _common(sud)
     sud.set_defaults(func=_make_sudoku)
     zeb = kinds.add_parser("zebra", help="Zebra puzzles, sizes drawn uniformly from houses x attributes")
-    zeb.add_argument("--houses", default="3,4", help="comma list in 3..6")
-    zeb.add_argument("--attributes", default="3,4", help="comma list in 3..6")
+    zeb.add_argument("--houses", type=zebra_sizes, default="3,4", help="comma list in 3..6")
+    zeb.add_argument("--attributes", type=zebra_sizes, default="3,4", help="comma list in 3..6")
     zeb.add_argument(
         "--answer-as-clues",
         action="store_true",
@@ -84,14 +125,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="solve a test set with a Glauber puzzle checkpoint: table, JSON and PNG")
     ev.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
     ev.add_argument("--data", required=True, help="dataset dir (save_to_disk; its 'test' split) or a .jsonl of rows")
-    ev.add_argument("--num-rounds", default="0,1,2,3", help="comma list of N (0 = the causal draft)")
+    ev.add_argument("--num-rounds", type=round_list, default="0,1,2,3",
+                    help="comma list of N >= 0 (0 = the causal draft)")
     ev.add_argument("--mask-window", type=int,
                     help="w, cells masked at each refinement step (default: the checkpoint's config)")
     ev.add_argument("--exclude", action="append", default=[], metavar="DATA",
                     help="drop rows whose prompt occurs in this dataset dir (every split) or .jsonl, e.g. the "
                          "model's training data, so a freshly generated set is truly held out (repeatable)")
-    ev.add_argument("--limit", type=int, help="first K puzzles only")
-    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--limit", type=positive_int, help="first K >= 1 puzzles only")
+    ev.add_argument("--batch-size", type=positive_int, default=256, help=">= 1")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
@@ -100,8 +142,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                          "another's) and does its infill look at the cell it fills")
     probe.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
     probe.add_argument("--data", required=True, help="dataset dir (its 'test' split) or a .jsonl of rows")
-    probe.add_argument("--limit", type=int, default=256, help="first K puzzles only")
-    probe.add_argument("--batch-size", type=int, default=64)
+    probe.add_argument("--limit", type=positive_int, default=256, help="first K >= 1 puzzles only")
+    probe.add_argument("--batch-size", type=positive_int, default=64, help=">= 1")
     probe.add_argument("--seed", type=int, default=0, help="seed of the masks and corruptions (shared by both prompts)")
     probe.add_argument("--device", default="cpu")
     probe.set_defaults(func=_probe)
@@ -152,7 +194,7 @@ def _eval(args: argparse.Namespace) -> int:
         rows = kept
     rows = rows[: args.limit]
     model, tokenizer = load_model(args.model, args.device)
-    records = evaluate_glauber(model, tokenizer, rows, _int_list(args.num_rounds), args.batch_size, args.mask_window)
+    records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:

@@ -12,6 +12,7 @@ Row contract (shared by Sudoku and Zebra so the splits can be concatenated):
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -77,12 +78,24 @@ def zebra_row(p: zebra.ZebraPuzzle) -> dict[str, Any]:
     }
 
 
+def prompt_key(row: dict[str, Any]) -> tuple[str, str]:
+    """Identity of a puzzle: its size and prompt (clues or givens)."""
+    return row["size"], row["prompt"]
+
+
+def answer_key(row: dict[str, Any]) -> tuple[str, str]:
+    """Identity of an answer-as-clues puzzle: its size and canvas. Its clue set is a function of the answer and
+    only the clue order is drawn, so two prompts with one canvas are the same puzzle shuffled."""
+    return row["size"], row["canvas"]
+
+
 def unique_rows(
     generate: Callable[[int, int], list[dict[str, Any]]],
     n: int,
     max_factor: int = 20,
+    key: Callable[[dict[str, Any]], tuple[str, str]] = prompt_key,
 ) -> tuple[list[dict[str, Any]], int]:
-    """First ``n`` distinct-prompt rows of an index stream; ``generate(start, count)`` makes rows.
+    """First ``n`` rows of an index stream with distinct ``key``; ``generate(start, count)`` makes rows.
 
     Rounds are cut by index, never by worker, so the result is independent of parallelism.
     Returns ``(rows, indices consumed)``.
@@ -97,16 +110,16 @@ def unique_rows(
         missing = n - len(rows)
         count = missing + max(1, missing // 50)
         for row in generate(start, count):
-            key = (row["size"], row["prompt"])
-            if key not in seen and len(rows) < n:
-                seen.add(key)
+            row_key = key(row)
+            if row_key not in seen and len(rows) < n:
+                seen.add(row_key)
                 rows.append(row)
         start += count
     return rows, start
 
 
 def split_rows(rows: list[dict[str, Any]], test_size: int, seed: int) -> DatasetDict:
-    """Shuffle once with ``seed`` and cut; prompts are already unique, so the splits are disjoint."""
+    """Shuffle once with ``seed`` and cut; the rows are already distinct puzzles, so the splits are disjoint."""
     if not 0 <= test_size < len(rows):
         raise ValueError(f"test_size {test_size} must be in [0, {len(rows)})")
     perm = np.random.default_rng([seed, 2**31 - 1]).permutation(len(rows))
@@ -120,6 +133,13 @@ def split_rows(rows: list[dict[str, Any]], test_size: int, seed: int) -> Dataset
     )
 
 
+def _check_counts(n_train: int, n_test: int) -> None:
+    if n_train < 1:
+        raise ValueError(f"n_train must be an integer >= 1, got {n_train}")
+    if n_test < 0:
+        raise ValueError(f"n_test must be an integer >= 0, got {n_test}")
+
+
 def build_sudoku(
     size: int,
     n_train: int,
@@ -130,6 +150,7 @@ def build_sudoku(
     progress: bool = True,
 ) -> tuple[DatasetDict, dict[str, Any]]:
     """Sudoku splits plus generation stats (``puzzles_per_s`` counts kept, distinct puzzles)."""
+    _check_counts(n_train, n_test)
 
     def generate(start: int, count: int) -> list[dict[str, Any]]:
         ps = sudoku.generate_sudoku(
@@ -154,14 +175,25 @@ def build_zebra(
     answer_as_clues: bool = False,
 ) -> tuple[DatasetDict, dict[str, Any]]:
     """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``. ``answer_as_clues``:
-    each puzzle's clues replaced by its answer (`zebra.answer_as_clues`), the lookup screen."""
+    each puzzle's clues replaced by its answer (`zebra.answer_as_clues`), the lookup screen; its puzzles are then
+    told apart by their answers, so no answer occurs twice and none is shared by train and test."""
+    _check_counts(n_train, n_test)
+    if answer_as_clues:
+        # One answer per table; its attribute rows are independent permutations of the houses.
+        distinct_sizes = sorted({(int(h), int(a)) for h, a in sizes})
+        answers = sum(math.factorial(h) ** a for h, a in distinct_sizes)
+        if n_train + n_test > answers:
+            raise ValueError(
+                f"answer_as_clues: n_train + n_test = {n_train + n_test} puzzles need as many distinct answers, but "
+                f"sizes {distinct_sizes} have only {answers}; ask for fewer or add larger sizes"
+            )
 
     def generate(start: int, count: int) -> list[dict[str, Any]]:
         ps = zebra.generate_zebra(sizes, count, seed, start=start, workers=workers, progress=progress)
         return [zebra_row(zebra.answer_as_clues(p, seed) if answer_as_clues else p) for p in ps]
 
     t0 = time.perf_counter()
-    rows, drawn = unique_rows(generate, n_train + n_test)
+    rows, drawn = unique_rows(generate, n_train + n_test, key=answer_key if answer_as_clues else prompt_key)
     elapsed = time.perf_counter() - t0
     stats = _stats(
         "zebra", len(rows), drawn, elapsed, seed, workers, sizes=[list(s) for s in sizes], answer_as_clues=answer_as_clues

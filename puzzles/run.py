@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -14,8 +15,9 @@ import torch
 from datasets import DatasetDict, load_from_disk
 from transformers import Trainer, TrainingArguments
 
-from puzzles import data
+from puzzles import data, zebra
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
+from puzzles.cli import positive_int
 from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
 from puzzles.files import staged_dir
 from puzzles.recipe import (
@@ -41,17 +43,25 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--out", required=True, help="output dir: model/, results.json, results.md, results.png")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="training autocast precision")
-    parser.add_argument("--time-budget-s", type=float, help="wall-clock training budget; then evaluate and save")
+    parser.add_argument("--time-budget-s", type=float,
+                        help="wall-clock training budget in seconds, data generation not counted: stage 1 gets "
+                             "stage1_budget_fraction of it, stage 2 what stage 1 leaves; with --baselines the two "
+                             "baselines share what stages 1 and 2 leave (the MDM half of it, the AR model the rest), "
+                             "so a budget the stages use up leaves each baseline one step; then evaluate and save")
     parser.add_argument("--stage1-steps", type=int, help="overrides the config; 0 skips stage 1")
     parser.add_argument("--stage2-steps", type=int,
                         help="overrides the config; 0 skips stage 2 (both 0 with --init-from: evaluate that checkpoint, "
                              "e.g. beside --baselines)")
-    parser.add_argument("--n-train", type=int)
-    parser.add_argument("--n-test", type=int)
-    parser.add_argument("--eval-limit", type=int, help="evaluate on the first K test puzzles only")
+    parser.add_argument("--n-train", type=positive_int,
+                        help="training puzzles (>= 1): generated in the run (default: the config's n_train), or with "
+                             "--data the first K rows of its train split (default: all; more than it holds is an "
+                             "error)")
+    parser.add_argument("--n-test", type=positive_int,
+                        help="test puzzles (>= 1): as --n-train, for the test split and the config's n_test")
+    parser.add_argument("--eval-limit", type=positive_int, help="evaluate on the first K >= 1 test puzzles only")
     parser.add_argument("--baselines", action="store_true", help="also train and evaluate the MDM and AR baselines")
-    parser.add_argument("--baseline-steps", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
+    parser.add_argument("--baseline-steps", type=positive_int, default=1000, help="most steps of each baseline (>= 1)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="data-generation processes (>= 1)")
     parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model "
                         "(same tokenizer and weight shapes; the model's configuration, e.g. num_rounds and "
                         "mask_window, is the config's)")
@@ -60,15 +70,46 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
                         help="override one recipe field of --config (repeatable), e.g. --set stage1_budget_fraction=0.9")
 
 
-def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int) -> DatasetDict:
+def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int, n_train: int | None = None,
+                      n_test: int | None = None) -> DatasetDict:
+    """The run's splits: generated from `cfg` (its n_train and n_test), or loaded from `data_dir`, checked against
+    `cfg` (`check_data_matches`) and cut to its first `n_train` / `n_test` rows when those are given."""
     if data_dir:
-        return load_from_disk(data_dir)
+        ds = load_from_disk(data_dir)
+        check_data_matches(cfg, ds, data_dir)
+        for split, flag, count in (("train", "--n-train", n_train), ("test", "--n-test", n_test)):
+            if count is not None:
+                if count > ds[split].num_rows:
+                    raise ValueError(f"{flag} {count}: --data {data_dir} holds only {ds[split].num_rows} {split} "
+                                     f"rows; pass at most that, or omit {flag} to use them all")
+                ds[split] = ds[split].select(range(count))
+        return ds
     if cfg.kind == "sudoku":
         ds, _ = data.build_sudoku(cfg.size, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
     else:
         sizes = [(int(h), int(a)) for h in cfg.houses.split(",") for a in cfg.attributes.split(",")]
         ds, _ = data.build_zebra(sizes, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
     return ds
+
+
+def check_data_matches(cfg: RecipeConfig, ds: DatasetDict, data_dir: str) -> None:
+    """Refuse a dataset the config's model cannot solve: another kind, a Sudoku of another size (its canvas length
+    and values differ), or a Zebra size outside the fixed 6 × 6 answer canvas the Zebra tokenizer writes."""
+    found = {(kind, size) for split in ds.values() for kind, size in zip(split["kind"], split["size"])}
+    if cfg.kind == "sudoku":
+        expected = f"sudoku {cfg.size}x{cfg.size}"
+        wrong = sorted(f"{kind} {size}" for kind, size in found if (kind, size) != ("sudoku", f"{cfg.size}x{cfg.size}"))
+    else:
+        expected = f"zebra with houses and attributes in {zebra.MIN_SIZE}..{zebra.MAX_SIZE}"
+        wrong = sorted(f"{kind} {size}" for kind, size in found if kind != "zebra" or not _zebra_size_fits(size))
+    if wrong:
+        raise ValueError(f"--data {data_dir} holds {', '.join(wrong)} puzzles, but the config's model is for "
+                         f"{expected} puzzles")
+
+
+def _zebra_size_fits(size: str) -> bool:
+    houses, _, attributes = size.partition("x")
+    return all(text.isdigit() and zebra.MIN_SIZE <= int(text) <= zebra.MAX_SIZE for text in (houses, attributes))
 
 
 def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int,
@@ -85,7 +126,9 @@ def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[
 
 def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, device: str, precision: str,
                     steps: int, budget_s: float | None) -> list[dict]:
-    """MDM (Top-K probability and margin decoding) and AR-in-solver-order, same backbone size and data."""
+    """MDM (Top-K probability and margin decoding) and AR-in-solver-order, same backbone size and data. The two share
+    `budget_s` seconds of training: each gets an equal part of what is left when it starts, so time one does not use
+    goes to the next."""
     legal_words = legal_canvas_tokens(cfg.kind, cfg.size)
     legal = tokenizer.convert_tokens_to_ids(legal_words)
     mdm = build_backbone(cfg, tokenizer)
@@ -96,11 +139,13 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
         "ar": (ar, SolverOrderCollator(tokenizer), train_ds),
     }
     summaries = {}
-    for name, (model, collator, ds) in collators.items():
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    for index, (name, (model, collator, ds)) in enumerate(collators.items()):
+        share = None if deadline is None else max(0.0, deadline - time.perf_counter()) / (len(collators) - index)
         args = TrainingArguments(**common_training_arguments(str(out / f"baseline-{name}"), steps, cfg.stage1_lr, cfg.stage1_batch,
                                                 device, precision, cfg.seed))
         trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
-                          callbacks=[TimeBudget(budget_s)])
+                          callbacks=[TimeBudget(share)])
         started = time.perf_counter()
         trainer.train()
         summaries[name] = {"steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
@@ -128,8 +173,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ds = load_or_make_data(cfg, args.data, args.workers)
+    ds = load_or_make_data(cfg, args.data, args.workers, args.n_train, args.n_test)
     data_seconds = time.perf_counter() - started
+    # results.json records the split sizes the run used: with --data those of the dataset, not the config's.
+    cfg = dataclasses.replace(cfg, n_train=ds["train"].num_rows, n_test=ds["test"].num_rows)
     tokenizer = build_tokenizer(cfg)
     model = continue_from(args.init_from, cfg, tokenizer) if args.init_from else build_model(cfg, tokenizer)
     model = model.to(args.device)
@@ -142,13 +189,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     save_checkpoint(model, tokenizer, out / "model")  # a run cut short after stage 1 still leaves a model behind
     s2_budget = None if budget is None else max(0.0, budget - (time.perf_counter() - started - data_seconds))
     stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget)
+    trained_seconds = time.perf_counter() - started - data_seconds
     model.eval()
     save_checkpoint(model, tokenizer, out / "model")
 
     records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)
     if args.baselines:
+        baseline_budget = None if budget is None else max(0.0, budget - trained_seconds)
         records += train_baselines(cfg, tokenizer, ds["train"], rows, out, args.device, args.precision,
-                                   args.baseline_steps, budget)
+                                   args.baseline_steps, baseline_budget)
     draft, best = records[0], records[cfg.num_rounds]
     summary = {
         "config": cfg.to_dict(),
@@ -156,6 +205,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                     "torch_threads": torch.get_num_threads()},
         "parameters": model.time_conditioning_overhead(),
+        "data": {"source": args.data or "generated", "train_rows": ds["train"].num_rows,
+                 "test_rows": ds["test"].num_rows, "evaluated_rows": len(rows)},
         "data_seconds": round(data_seconds, 1),
         "stage1": stage1,
         "stage2": stage2,

@@ -543,7 +543,8 @@ def generate_one(n: int, m: int, seed: int, index: int, max_clues: int = 400) ->
         # Duplicates and clues about entities that are all placed already carry no information.
         if key in seen or all(solver.known(e) for e in clue.entities):
             continue
-        assert clue_true(clue, table)
+        if not clue_true(clue, table):  # not an assert: `python -O` would let a false clue into a puzzle
+            raise AssertionError(f"zebra {n}x{m} #{index}: sampled a clue its own answer contradicts: {clue}")
         seen.add(key)
         sampler.record(clue)
         solver.add_clue(clue)

@@ -352,6 +352,15 @@ def test_generation_config_and_hf_kwargs_are_accepted(t5_model):
     assert out.shape == (1, 4)
 
 
+def test_unk_stays_emittable_so_text_the_tokenizer_cannot_spell_has_a_finite_likelihood(tokenizer):
+    model = make_glauber("t5", tokenizer)
+    unk, eos = tokenizer.unk_token_id, tokenizer.eos_token_id
+    assert unk not in model.config.suppressed_token_ids and eos in model.config.suppressed_token_ids
+    prefix = model.build_prefix(tokenizer(["abc"], return_tensors="pt").input_ids)
+    logp = model.causal_log_likelihood(prefix, torch.tensor([[100, unk, 101]]))
+    assert bool(torch.isfinite(logp).all())
+
+
 def test_tokenizer_without_sentinels_gets_them_added_and_embeddings_resized(caplog):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, T5GemmaConfig, T5GemmaForConditionalGeneration

@@ -71,11 +71,16 @@ def load_text_dataset(source: str, split: str = "train", streaming: bool = False
     return load_dataset(source, split=split, streaming=streaming, **load_kwargs)
 
 
-def pack_text_dataset(dataset, tokenizer, canvas_length: int, prompt_length: int = 0, text_column: str = "text"):
+def pack_text_dataset(
+    dataset, tokenizer, canvas_length: int, prompt_length: int = 0, text_column: str = "text", separator: str = "\n"
+):
     """
-    Tokenise `text_column` (no special tokens), concatenate every row and cut fixed blocks of
-    `prompt_length + canvas_length` ids: the first `prompt_length` become `input_ids` (the prompt P), the rest
-    `canvas_ids`. The trailing partial block is dropped. Works on `Dataset` and streaming `IterableDataset`.
+    Tokenise `text_column` with `separator` appended to every row (no special tokens: an EOS could not be emitted
+    by either mode), concatenate the rows and cut fixed blocks of `prompt_length + canvas_length` ids: the first
+    `prompt_length` become `input_ids` (the prompt P), the rest `canvas_ids`. The separator keeps rows (the lines of a
+    text file, the documents of a corpus) from running together for tokenizers that add no word boundary of their
+    own (byte-level, Gemma); "" packs the rows as they are. The trailing partial block is dropped. Works on `Dataset`
+    and streaming `IterableDataset`.
     """
     if canvas_length < 1 or prompt_length < 0:
         raise ValueError(f"canvas_length must be >= 1 and prompt_length >= 0, got {canvas_length}, {prompt_length}")
@@ -85,7 +90,8 @@ def pack_text_dataset(dataset, tokenizer, canvas_length: int, prompt_length: int
     block = prompt_length + canvas_length
 
     def pack(batch: dict[str, list]) -> dict[str, list]:
-        ids = [i for text in batch[text_column] for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+        texts = [text + separator for text in batch[text_column]]
+        ids = [i for text in texts for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
         starts = range(0, len(ids) - block + 1, block)
         return {
             "input_ids": [ids[s : s + prompt_length] for s in starts],

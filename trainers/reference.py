@@ -70,7 +70,9 @@ class GlauberReference:
     def save(self, checkpoint_dir: str) -> str:
         path = os.path.join(checkpoint_dir, REFERENCE_DIR, REFERENCE_FILE)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        save_file(self.state_dict(), path)
+        staged = path + ".partial"
+        save_file(self.state_dict(), staged)
+        os.replace(staged, path)  # a crash mid-write leaves no truncated reference under the real name
         return path
 
     def load(self, checkpoint_dir: str) -> None:

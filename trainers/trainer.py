@@ -191,7 +191,8 @@ class GlauberTrainer(Trainer):
         infill_logits, causal_logits = self._logits(model, prefix, rows, context, windows, valid, tau, causal_canvas)
         if placeholder:
             per_item, tau = infill_logits.new_zeros(0), tau[:0]
-            infill_loss = infill_logits.sum() * 0.0
+            # suppressed ids have logit -inf, and -inf · 0 is nan
+            infill_loss = torch.where(torch.isfinite(infill_logits), infill_logits, 0.0).sum() * 0.0
         else:
             per_item = glauber_score_entropy(infill_logits, targets, logq, args.score_parametrization)
             infill_loss = per_item.mean()
@@ -246,10 +247,12 @@ class GlauberTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        # first: Trainer writes trainer_state.json, pushes (hub_strategy="checkpoint") and rotates old checkpoints
+        # inside its own save, and none of these may see a checkpoint without its reference
         if self.args.should_save:
             folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             self.reference.save(os.path.join(self._get_output_dir(trial=trial), folder))
+        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)

@@ -73,5 +73,6 @@ def test_bound_is_batch_independent_and_skips_frozen_positions(tokenizer, model)
         glauber_bound(model, prefix, canvas, mc_samples=0)
     with pytest.raises(ValueError, match="num_rounds"):
         glauber_bound(model, prefix, canvas, num_rounds=3)
-    with pytest.raises(ValueError, match=r"mask_window=9 needs 9 sentinel_token_ids"):
-        glauber_bound(model, prefix, torch.full((2, 12), 104), mask_window=9)
+    too_wide = len(model.config.sentinel_token_ids) + 1
+    with pytest.raises(ValueError, match=rf"mask_window={too_wide} needs {too_wide} sentinel_token_ids"):
+        glauber_bound(model, prefix, torch.full((2, too_wide + 1), 104), mask_window=too_wide)

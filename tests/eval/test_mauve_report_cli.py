@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2Model
 
 from eval import cli
-from eval.mauve_eval import featurize, mauve_score, split_prefix
+from eval.mauve_eval import featurize, join_prefix, mauve_score, split_prefix
 from eval.report import load_result, report, write_result
 
 
@@ -42,6 +42,22 @@ def test_mauve_separates_distributions(featurizer, tokenizer):
     assert featurize(["ab"], featurizer, tokenizer, progress=False)[0] == pytest.approx(features[0], abs=1e-5)
     prompts, rest = split_prefix(tokenizer, ["hello world"], 5)
     assert (prompts, rest) == (["hello"], [" world"])
+    # the human continuation is cut to the model's continuation length
+    assert split_prefix(tokenizer, ["hello world"], 5, 3) == (["hello"], [" wo"])
+
+
+def test_prefix_and_continuation_keep_their_word_boundary_with_sentencepiece():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    text = "the river ran quietly past the old mill"
+    vocab = {"<unk>": 0, **{"▁" + w: i + 1 for i, w in enumerate(sorted(set(text.split())))}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer, backend.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    metaspace = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    prompts, rest = split_prefix(metaspace, [text], 4)
+    assert prompts[0] + rest[0] == "the river ran quietlypast the old mill"  # what joining strings would give
+    assert join_prefix(metaspace, prompts[0], rest[0]) == text
 
 
 def test_report_renders_ours_and_lm_eval_files(tmp_path):

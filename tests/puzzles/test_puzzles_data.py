@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -162,3 +163,68 @@ def test_cli_make_sudoku_and_zebra(tmp_path: Path, capsys) -> None:
     for row in load_from_disk(str(screen))["train"]:
         houses, attributes = map(int, row["size"].split("x"))
         assert row["n_clues"] == houses * attributes == row["prompt"].split().count("=")
+
+
+def test_answer_as_clues_splits_share_no_answer() -> None:
+    # The clue set of an answer-as-clues puzzle is its answer; 80 draws from 3x3's 216 answers repeat some.
+    ds, _ = data.build_zebra([(3, 3)], 60, 20, seed=0, workers=1, progress=False, answer_as_clues=True)
+    train, test = ds["train"]["canvas"], ds["test"]["canvas"]
+    assert len(set(train)) == len(train) and len(set(test)) == len(test)
+    assert not set(train) & set(test)
+    with pytest.raises(ValueError, match="only 216"):
+        data.build_zebra([(3, 3)], 200, 17, seed=0, workers=1, progress=False, answer_as_clues=True)
+
+
+def test_build_rejects_split_sizes_it_cannot_make() -> None:
+    with pytest.raises(ValueError, match="n_train must be an integer >= 1, got 0"):
+        data.build_sudoku(4, 0, 3, seed=0, progress=False)
+    with pytest.raises(ValueError, match="n_test must be an integer >= 0, got -1"):
+        data.build_zebra([(3, 3)], 5, -1, seed=0, progress=False)
+
+
+# required arguments of each command, so that only the flag under test is wrong
+REQUIRED = {
+    "make sudoku": ["--n", "5", "--out", "out"],
+    "make zebra": ["--n", "5", "--out", "out"],
+    "eval": ["--model", "m", "--data", "d"],
+    "probe": ["--model", "m", "--data", "d"],
+    "run": ["--out", "out"],  # examples/sudoku.py and examples/zebra.py
+}
+
+
+@pytest.mark.parametrize(
+    "command, flags, flag, allowed",
+    [
+        ("make zebra", ["--houses", ""], "--houses", "integers in 3..6"),
+        ("make zebra", ["--houses", "x"], "--houses", "integers in 3..6"),
+        ("make zebra", ["--attributes", "3,7"], "--attributes", "integers in 3..6"),
+        ("make sudoku", ["--n", "0"], "--n", "integer >= 1"),
+        ("make sudoku", ["--n", "-5", "--test-size", "3"], "--n", "integer >= 1"),
+        ("make sudoku", ["--test-size", "-1"], "--test-size", "integer >= 0"),
+        ("make sudoku", ["--workers", "0"], "--workers", "integer >= 1"),
+        ("eval", ["--batch-size", "0"], "--batch-size", "integer >= 1"),
+        ("eval", ["--num-rounds", ""], "--num-rounds", "integers >= 0"),
+        ("eval", ["--num-rounds", "1,-1"], "--num-rounds", "integers >= 0"),
+        ("eval", ["--limit", "-295"], "--limit", "integer >= 1"),
+        ("probe", ["--limit", "0"], "--limit", "integer >= 1"),
+        ("run", ["--eval-limit", "-295"], "--eval-limit", "integer >= 1"),
+        ("run", ["--n-train", "0"], "--n-train", "integer >= 1"),
+    ],
+)
+def test_bad_numbers_are_refused_naming_the_flag_and_allowed_values(
+    command, flags, flag, allowed, capsys, tmp_path: Path, monkeypatch
+) -> None:
+    from puzzles.run import add_run_arguments
+
+    monkeypatch.chdir(tmp_path)  # a flag that slipped through would write "out" here
+    with pytest.raises(SystemExit) as exit_info:
+        if command == "run":
+            parser = argparse.ArgumentParser()
+            add_run_arguments(parser, "config.json")
+            parser.parse_args([*REQUIRED[command], *flags])
+        else:
+            # the flag under test comes last: argparse keeps the last value of a repeated flag
+            cli.main(["puzzles", *command.split(), *REQUIRED[command], *flags])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {flag}:" in error and allowed in error

@@ -522,3 +522,85 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
                                      "--set", "d_ff=32", "--stage1-steps", "0", "--stage2-steps", "0"])
     with pytest.raises(ValueError, match=r"init-from .*differ in shape.*DenseReluDense"):
         run(wider_model)
+
+
+def _run_args(tmp_path, config: dict, *flags: str) -> argparse.Namespace:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, str(path))
+    return parser.parse_args(["--out", str(tmp_path / "run"), "--device", "cpu", *flags])
+
+
+def _no_training(monkeypatch, stage1_seconds: float = 0.0) -> list[float | None]:
+    """Stages 1 and 2 replaced by stand-ins that train nothing; returns the stage-2 budgets they were handed."""
+    import time
+
+    budgets: list[float | None] = []
+
+    def stage1(*args, **kwargs):
+        time.sleep(stage1_seconds)
+        return {"steps": 0}
+
+    def stage2(model, train_ds, cfg, out, device, precision, budget_s):
+        budgets.append(budget_s)
+        return {"steps": 0}
+
+    monkeypatch.setattr("puzzles.run.train_stage1", stage1)
+    monkeypatch.setattr("puzzles.run.train_stage2", stage2)
+    return budgets
+
+
+def test_run_with_data_uses_and_records_its_rows_and_refuses_other_puzzles(sudoku4, tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    data_dir = tmp_path / "data"
+    sudoku4.save_to_disk(str(data_dir))  # 96 train and 16 test rows, 4x4
+    config = dict(TINY, kind="sudoku", num_rounds=1, eval_batch=8, n_train=20000, n_test=500)
+    summary = run(_run_args(tmp_path, config, "--data", str(data_dir), "--eval-limit", "4"))
+    assert (summary["config"]["n_train"], summary["config"]["n_test"]) == (96, 16)
+    assert summary["data"] == {"source": str(data_dir), "train_rows": 96, "test_rows": 16, "evaluated_rows": 4}
+    summary = run(_run_args(tmp_path, config, "--data", str(data_dir), "--n-train", "40", "--n-test", "8"))
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["data"]["train_rows"] == saved["config"]["n_train"] == 40
+    assert saved["data"]["test_rows"] == saved["data"]["evaluated_rows"] == 8
+    assert saved["results"][0]["n"] == 8
+    with pytest.raises(ValueError, match="--n-train 97: --data .* holds only 96 train rows"):
+        run(_run_args(tmp_path, config, "--data", str(data_dir), "--n-train", "97"))
+    six = tmp_path / "six"
+    data.build_sudoku(6, 4, 1, seed=0, progress=False)[0].save_to_disk(str(six))
+    with pytest.raises(ValueError, match="holds sudoku 6x6 puzzles, but the config's model is for sudoku 4x4"):
+        run(_run_args(tmp_path, config, "--data", str(six)))
+    with pytest.raises(ValueError, match="holds sudoku 4x4 puzzles, but the config's model is for zebra"):
+        run(_run_args(tmp_path, dict(config, kind="zebra"), "--data", str(data_dir)))
+
+
+def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    stage2_budgets = _no_training(monkeypatch, stage1_seconds=0.3)
+    baseline_budgets: list[float | None] = []
+
+    class FakeTrainer:
+        """Records its `TimeBudget` and spends 0.1 s instead of training."""
+
+        def __init__(self, *, callbacks, **kwargs):
+            baseline_budgets.append(callbacks[0].seconds)
+            self.state = SimpleNamespace(global_step=0)
+
+        def train(self):
+            time.sleep(0.1)
+
+    monkeypatch.setattr("puzzles.run.Trainer", FakeTrainer)
+    data_dir = tmp_path / "data"
+    sudoku4.save_to_disk(str(data_dir))
+    args = _run_args(tmp_path, dict(TINY, kind="sudoku", num_rounds=1, eval_batch=8), "--data", str(data_dir),
+                     "--eval-limit", "2", "--baselines", "--time-budget-s", "100")
+    started = time.perf_counter()
+    run(args)
+    wall = time.perf_counter() - started
+    left = 100 - 0.3  # at most what stage 1 leaves; at least what the whole run leaves
+    assert 100 - wall < stage2_budgets[0] <= left
+    mdm, ar = baseline_budgets
+    assert (100 - wall) / 2 < mdm <= stage2_budgets[0] / 2  # half of what stages 1 and 2 left
+    assert 2 * mdm - 0.6 < ar <= 2 * mdm - 0.1  # the rest, less the 0.1 s the MDM spent

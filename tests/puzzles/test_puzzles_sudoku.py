@@ -200,3 +200,22 @@ def test_6x6_geometry_boxes_are_2_rows_by_3_cols() -> None:
     assert geo.boxes[0] == (0, 1, 2, 6, 7, 8)
     assert geo.boxes[1] == (3, 4, 5, 9, 10, 11)
     assert len(geo.peers[0]) == 5 + 5 + 2
+
+
+def test_human_solve_checks_each_step_against_the_solution_even_under_python_O() -> None:
+    import subprocess
+    import sys
+
+    # A solution that disagrees with the puzzle makes the first placement contradict it; `python -O` strips asserts,
+    # so the check must be an explicit raise to survive there.
+    script = """
+from puzzles import sudoku as S
+p = S.generate_one(4, seed=0, index=0)
+wrong = [(v % 4) + 1 for v in p.solution]
+try:
+    S.human_solve(p.puzzle, wrong, 4)
+except AssertionError as error:
+    print("raised:", error)
+"""
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("raised: technique") and "solution" in out

@@ -28,6 +28,14 @@ def test_pack_local_corpus_and_streaming(tokenizer):
     assert first["canvas_ids"] == packed[0]["canvas_ids"]
     batch = GlauberDataCollator(canvas_length=32)([packed[i] for i in range(3)])
     assert batch["canvas_ids"].shape == (3, 32) and batch["frozen"].dtype == torch.bool and not batch["frozen"].any()
+    # rows (here the corpus file's lines) are joined by the separator, not run together
+    def decoded(rows) -> str:
+        return tokenizer.decode([i for r in rows.select(range(6)) for i in r["input_ids"] + r["canvas_ids"]])
+
+    lines = open(CORPUS).read().splitlines()
+    assert decoded(packed).startswith(lines[0] + "\n" + lines[1] + "\n")
+    glued = pack_text_dataset(load_text_dataset(CORPUS), tokenizer, canvas_length=32, prompt_length=8, separator="")
+    assert decoded(glued).startswith(lines[0] + lines[1])
     with pytest.raises(ValueError, match="text column"):
         pack_text_dataset(load_text_dataset(CORPUS), tokenizer, canvas_length=8, text_column="body")
 
@@ -75,6 +83,17 @@ def test_ul2_collator_builds_r_s_x_examples(tokenizer):
     inputs = s["input_ids"][0][s["attention_mask"][0].bool()].tolist()
     labels = [t for t in s["labels"][0].tolist() if t != -100]
     assert inputs[0] == 5 and inputs[1:-1] + labels[:-1] == ids
+
+
+def test_ul2_spans_keep_their_mean_length_on_long_sequences(tokenizer):
+    """One sentinel per span: the converted model records all of the tokenizer's (ByT5: 125), not just eight."""
+    model = tiny_t5()
+    assert model.config.sentinel_token_ids == tokenizer.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(125)])
+    collator = UL2DataCollator.from_model(model, mixture=[UL2Denoiser("R", 1.0, 0.15, 3.0)], seed=0)
+    batch = collator([{"input_ids": [10 + i % 240 for i in range(600)]}])  # plain bytes, no sentinel among them
+    sentinels = set(model.config.sentinel_token_ids)
+    spans = sum(int(t) in sentinels for t in batch["input_ids"][0])
+    assert spans == round(0.15 * 600 / 3.0)
 
 
 def test_ul2_stage_trains_with_seq2seq_trainer(tmp_path, tokenizer):

@@ -132,13 +132,25 @@ def test_a_micro_batch_whose_sampled_steps_are_all_frozen_trains_without_moving_
     rows["frozen"] = [[1] * 6 for _ in range(4)]
     model = tiny_t5()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    trainer = GlauberTrainer(model=model, args=make_args(tmp_path, max_steps=2, per_device_train_batch_size=1),
-                             train_dataset=Dataset.from_dict(rows))
+    # no nan filter: a nan loss must show as nan, not as the filter's 0
+    args = make_args(tmp_path, max_steps=2, per_device_train_batch_size=1, logging_nan_inf_filter=False)
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows))
     trainer.train()
     assert trained_losses(trainer) == [0.0, 0.0]
     assert not any(key.startswith("loss_infill") for entry in trainer.state.log_history for key in entry)
     for name, p in model.named_parameters():
         assert torch.equal(p.detach(), before[name]), name
+
+
+def test_a_checkpoint_holds_its_reference_before_it_is_pushed_or_rotated(tmp_path, tokenizer):
+    trainer = GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2),
+                             train_dataset=Dataset.from_dict(toy_rows()))
+    pushed = {}
+    trainer.args.push_to_hub = True  # as with --push_to_hub --hub_strategy checkpoint; the push itself is recorded
+    trainer._push_from_checkpoint = lambda folder: pushed.update(files=sorted(os.listdir(folder)))
+    trainer.train()
+    assert REFERENCE_DIR in pushed["files"] and "trainer_state.json" in pushed["files"]
+    assert os.listdir(tmp_path / "checkpoint-2" / REFERENCE_DIR) == [REFERENCE_FILE]
 
 
 def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
