@@ -663,9 +663,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
 
         Sentinels (all `<extra_id_i>` of `tokenizer`, at least max(8, w)) and UL2 mode tokens come from `tokenizer`
         when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
-        embeddings resized (logged). Without a tokenizer the T5
-        convention is assumed: sentinels at the top of the vocabulary. Only the time-conditioning parameters (and,
-        with `canvas_position_embeddings` > 0, the zero-initialised canvas position embedding) are new.
+        embeddings resized (logged). Without a tokenizer the T5 convention is assumed: sentinels at the top of the
+        vocabulary. Only the time-conditioning parameters (and, with `canvas_position_embeddings` > 0, the
+        zero-initialised canvas position embedding) are new.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
