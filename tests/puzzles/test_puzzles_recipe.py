@@ -603,4 +603,5 @@ def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypa
     assert 100 - wall < stage2_budgets[0] <= left
     mdm, ar = baseline_budgets
     assert (100 - wall) / 2 < mdm <= stage2_budgets[0] / 2  # half of what stages 1 and 2 left
-    assert 2 * mdm - 0.6 < ar <= 2 * mdm - 0.1  # the rest, less the 0.1 s the MDM spent
+    # the rest: less the 0.1 s the MDM spent, and less nothing beyond the run's own wall time (a loaded machine)
+    assert 2 * mdm - wall < ar <= 2 * mdm - 0.1
