@@ -20,8 +20,8 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from modeling_glauber import glauber_score_entropy, run_glauber_noising
-from modeling_glauber.schedule import sample_loss_times
 from modeling_glauber.infill import concat_mode_inputs
+from modeling_glauber.schedule import sample_loss_times
 
 from .arguments import GlauberTrainingArguments
 from .data import REQUIRED_COLUMNS, GlauberDataCollator
@@ -191,8 +191,7 @@ class GlauberTrainer(Trainer):
         infill_logits, causal_logits = self._logits(model, prefix, rows, context, windows, valid, tau, causal_canvas)
         if placeholder:
             per_item, tau = infill_logits.new_zeros(0), tau[:0]
-            # suppressed ids have logit -inf, and -inf · 0 is nan
-            infill_loss = torch.where(torch.isfinite(infill_logits), infill_logits, 0.0).sum() * 0.0
+            infill_loss = infill_logits.nan_to_num(neginf=0.0).sum() * 0.0  # suppressed ids: -inf · 0 would be nan
         else:
             per_item = glauber_score_entropy(infill_logits, targets, logq, args.score_parametrization)
             infill_loss = per_item.mean()
