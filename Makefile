@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# A CPU build of torch keeps the install small; override (e.g. TORCH_SPEC=torch) for a CUDA build.
+# The pin matches the CPU wheel on this project's machines (a fast, small install); pip elsewhere picks its default
+# build of that version. Override, e.g. TORCH_SPEC=torch, for another one.
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 PYTEST_ARGS ?=

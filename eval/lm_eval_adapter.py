@@ -16,6 +16,7 @@ registers the models, and hands over to lm-eval's own CLI.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -27,6 +28,8 @@ from tqdm.auto import tqdm
 
 from .bound import causal_nll, glauber_bound
 from .loading import decode_canvas, encode_canvas, encode_prompts, load_glauber
+
+logger = logging.getLogger(__name__)
 
 SCORERS = ("elbo", "causal")
 GEN_KWARGS = frozenset({"until", "max_gen_toks", "max_new_tokens", "do_sample", "temperature", "top_k", "top_p"})
@@ -80,7 +83,9 @@ class GlauberLM(LM):
             num_rounds: N' ≤ config.num_rounds for generation and the bound (default: the config's; 0 = causal only).
             mc_samples: noising trajectories averaged per request by the elbo scorer.
             batch_size: rows per model call (the elbo scorer counts a trajectory as a row).
-            device: where the model runs; default "cuda" when available, else "cpu" (lm-eval drops a None --device).
+            device: where the model runs; default "cuda" when available, else "cpu". A CUDA device asked for on a
+                machine without one falls back to the CPU with a warning (the lm-eval command line asks for "cuda:0"
+                unless given --device), as lm-eval's own Hugging Face model does.
             seed: base seed; request i uses seed + i for generation, and trajectories seed … seed + mc_samples − 1.
             max_length: tokens per window of `loglikelihood_rolling`.
             max_gen_toks, do_sample, temperature, top_k, top_p: generation defaults (requests may override).
@@ -97,7 +102,11 @@ class GlauberLM(LM):
         self.max_length = _positive_int("max_length", max_length)
         self.max_gen_toks = _positive_int("max_gen_toks", max_gen_toks)
         _check(isinstance(seed, int), f"seed must be an integer, got {seed!r}")
-        self.model, self.tokenizer = load_glauber(pretrained, tokenizer=tokenizer, peft=peft, dtype=dtype, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+            if device is not None:
+                logger.warning("device=%s was asked for but CUDA is not available: running on the CPU", device)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.tokenizer = load_glauber(pretrained, tokenizer=tokenizer, peft=peft, dtype=dtype, device=device)
         config = self.model.config
         num_rounds = self.DEFAULTS["num_rounds"] if num_rounds is None else num_rounds
         self.num_rounds = config.num_rounds if num_rounds is None else num_rounds

@@ -128,10 +128,11 @@ class GlauberT5Config(PreTrainedConfig):
 
     @property
     def max_sequence_length(self) -> int | None:
-        """Longest encoder input the backbone accepts (None where relative positions allow any length)."""
+        """Longest encoder input the backbone accepts; None for T5, whose relative positions allow any length (its
+        `n_positions` is a tokenizer-era hint, not a limit of the network)."""
         if self.backbone.model_type == "t5gemma":
             return getattr(self.backbone.encoder, "max_position_embeddings", None)
-        return getattr(self.backbone, "n_positions", None)
+        return None
 
 
 def _attention_implementations(config: PreTrainedConfig) -> list[tuple[PreTrainedConfig, str | None]]:

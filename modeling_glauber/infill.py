@@ -65,13 +65,15 @@ def build_prefix(
     pad_token_id: int,
     device: torch.device,
 ) -> GlauberPrefix:
-    """Turn prompts (any padding side; a trailing `</s>` added by the tokenizer is dropped) into a `GlauberPrefix`."""
+    """Turn prompts (any padding side; a trailing `</s>` added by the tokenizer is dropped) into a `GlauberPrefix`.
+
+    Without an `attention_mask`, pad tokens are padding, as Hugging Face's generate infers."""
     if input_ids is None:
         tokens = torch.zeros((batch_size, 0), dtype=torch.long, device=device)
         keep = torch.zeros((batch_size, 0), dtype=torch.bool, device=device)
     else:
         tokens = input_ids.to(device)
-        keep = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None else attention_mask.to(device).bool()
+        keep = tokens != pad_token_id if attention_mask is None else attention_mask.to(device).bool()
         if tokens.shape[1]:
             last = (keep.long() * torch.arange(1, tokens.shape[1] + 1, device=device)).argmax(dim=1)
             rows = torch.arange(tokens.shape[0], device=device)
@@ -127,9 +129,9 @@ def infill_encoder_inputs(
 def infill_canvas_positions(prefix: GlauberPrefix, length: int) -> torch.Tensor:
     """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`."""
     device = prefix.infill_ids.device
-    none = torch.full((prefix.batch_size, prefix.infill_ids.shape[1]), -1, dtype=torch.long, device=device)
+    none = torch.full((prefix.batch_size, prefix.infill_ids.shape[1] + 1), -1, dtype=torch.long, device=device)
     canvas = torch.arange(length, device=device).expand(prefix.batch_size, -1)
-    return torch.cat([none, canvas, none[:, :1]], dim=1)
+    return torch.cat([none[:, :-1], canvas, none[:, -1:]], dim=1)
 
 
 def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: int, device: torch.device) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoModelForSeq2SeqLM, GenerationConfig, PreTrainedModel
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
@@ -108,7 +108,7 @@ class GlauberT5PreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
 
-class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
+class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
     r"""
     Backbone + AdaLN-Zero time conditioning on every norm layer of encoder and decoder.
 
@@ -464,12 +464,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
         draft_sampling: dict | None = None,
         refine_sampling: dict | None = None,
         seed: int | list[int] | torch.Tensor | None = None,
-        return_dict_in_generate: bool = False,
+        return_dict_in_generate: bool | None = None,
         output_trajectory: bool = False,
         progress: bool = False,
         generation_config: GenerationConfig | None = None,
-        num_beams: int = 1,
-        num_return_sequences: int = 1,
+        num_beams: int | None = None,
+        num_return_sequences: int | None = None,
         **kwargs,
     ) -> torch.LongTensor | GlauberGenerateOutput:
         r"""
@@ -491,21 +491,39 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             return_dict_in_generate: return a `GlauberGenerateOutput` rather than the sequences.
             output_trajectory: include the canvas after the draft and after each round.
             progress: show a tqdm bar over the model calls.
+            generation_config: defaults for max_new_tokens, do_sample, temperature, top_k, top_p and
+                return_dict_in_generate; arguments given here win, then this config, then `self.generation_config`
+                (saved with the model as generation_config.json).
         """
         unknown = set(kwargs) - _IGNORED_GENERATE_KWARGS
         if unknown:
+            hint = " (the canvas length is max_new_tokens)" if "max_length" in unknown else ""
             raise TypeError(
-                f"generate() got unexpected keyword argument(s) {sorted(unknown)}; it accepts the sampling arguments "
-                "listed in its docstring and ignores these Hugging Face ones: " + ", ".join(sorted(_IGNORED_GENERATE_KWARGS))
+                f"generate() got unexpected keyword argument(s) {sorted(unknown)}{hint}; it accepts the sampling "
+                "arguments listed in its docstring and ignores these Hugging Face ones: "
+                + ", ".join(sorted(_IGNORED_GENERATE_KWARGS))
             )
-        if num_beams != 1 or num_return_sequences != 1:
-            raise ValueError("Glauber generate() supports num_beams=1 and num_return_sequences=1 only; repeat rows instead")
-        if generation_config is not None:
-            max_new_tokens = max_new_tokens if max_new_tokens is not None else generation_config.max_new_tokens
-            do_sample = do_sample if do_sample is not None else generation_config.do_sample
-            temperature = temperature if temperature is not None else generation_config.temperature
-            top_k = top_k if top_k is not None else generation_config.top_k
-            top_p = top_p if top_p is not None else generation_config.top_p
+        settings = self._generation_settings(
+            generation_config,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            num_beams=num_beams,
+            num_return_sequences=num_return_sequences,
+            return_dict_in_generate=return_dict_in_generate,
+        )
+        if settings["num_beams"] not in (None, 1) or settings["num_return_sequences"] not in (None, 1):
+            raise ValueError(
+                "Glauber generate() supports num_beams=1 and num_return_sequences=1 only (from the arguments or the "
+                f"generation config), got {settings['num_beams']} and {settings['num_return_sequences']}; repeat rows "
+                "instead"
+            )
+        max_new_tokens, do_sample, temperature, top_k, top_p, return_dict_in_generate = (
+            settings[name]
+            for name in ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "return_dict_in_generate")
+        )
         base = SamplingParams(
             do_sample=True if do_sample is None else bool(do_sample),
             temperature=1.0 if temperature is None else temperature,
@@ -565,6 +583,30 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             trajectory=torch.stack(trajectory) if output_trajectory else None,
         )
 
+    def _generation_settings(self, generation_config: GenerationConfig | None, **arguments) -> dict:
+        """Each of `arguments` from the call, else from `generation_config`, else from `self.generation_config`.
+
+        A config that sets a field this sampler cannot honour (beam search, penalties, `max_length`, …) is refused
+        rather than silently ignored.
+        """
+        configs = [c for c in (generation_config, getattr(self, "generation_config", None)) if c is not None]
+        understood = set(arguments) | _IGNORED_GENERATE_KWARGS | {"transformers_version", "_from_model_config"}
+        for config in configs:
+            unsupported = sorted(set(config.to_diff_dict()) - understood)
+            if unsupported:
+                raise ValueError(
+                    f"the generation config sets {unsupported}, which Glauber generate() does not support; it reads "
+                    + ", ".join(sorted(arguments))
+                )
+        settings = {}
+        for name, value in arguments.items():
+            for config in configs:
+                if value is not None:
+                    break
+                value = getattr(config, name, None)
+            settings[name] = value
+        return settings
+
     def resolve_rounds_and_window(self, num_rounds: int | None, mask_window: int | None, length: int) -> tuple[int, int]:
         """(N', w) for a reverse pass over a canvas of `length`: the config's where None, else checked."""
         num_rounds = self.config.num_rounds if num_rounds is None else num_rounds
@@ -587,6 +629,14 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
                 raise ValueError("batch_size is for unconditional batches; with input_ids or canvas_ids it is implied")
             if not isinstance(batch_size, int) or batch_size < 1:
                 raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if attention_mask is not None and not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(
+                f"attention_mask must be a tensor, got {type(attention_mask).__name__} (the second positional argument "
+                "is the attention mask here; pass generation_config= by keyword)"
+            )
+        for name, ids in (("input_ids", input_ids), ("canvas_ids", canvas_ids)):
+            if ids is not None and (not isinstance(ids, torch.Tensor) or ids.is_floating_point()):
+                raise TypeError(f"{name} must be an integer tensor of token ids, got {getattr(ids, 'dtype', type(ids))}")
         if input_ids is not None:
             if input_ids.dim() != 2:
                 raise ValueError(f"input_ids must be 2-D [batch, prompt_length], got shape {tuple(input_ids.shape)}")
@@ -619,11 +669,16 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
                 f"the canvas has L={length} positions, but the model embeds positions < canvas_position_embeddings={table}"
             )
         limit = self.config.max_sequence_length
-        prompt = 0 if input_ids is None else int((attention_mask if attention_mask is not None else torch.ones_like(input_ids)).sum(1).max())
-        if limit is not None and prompt + length + 2 > limit:
+        if input_ids is None:
+            prompt = 0
+        else:
+            keep = attention_mask.bool() if attention_mask is not None else input_ids != self.config.pad_id
+            prompt = int(keep.sum(1).max()) if input_ids.numel() else 0
+        specials = 1 + (self.config.r_mode_token_id is not None)  # the infill encoder's [R] and </s>
+        if limit is not None and prompt + length + specials > limit:
             raise ValueError(
-                f"prompt ({prompt} tokens) + canvas ({length}) + 2 special tokens exceed the backbone's maximum "
-                f"sequence length {limit}"
+                f"prompt ({prompt} tokens) + canvas ({length}) + {specials} special token(s) exceed the backbone's "
+                f"maximum sequence length {limit}"
             )
         if frozen_mask is not None:
             if canvas_ids is None:
@@ -663,14 +718,20 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
 
         Sentinels (all `<extra_id_i>` of `tokenizer`, at least max(8, w)) and UL2 mode tokens come from `tokenizer`
         when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
-        embeddings resized (logged). Without a tokenizer the T5 convention is assumed: sentinels at the top of the
-        vocabulary. Only the time-conditioning parameters (and, with `canvas_position_embeddings` > 0, the
+        embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
+        model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
+        `_special_ids`). Only the time-conditioning parameters (and, with `canvas_position_embeddings` > 0, the
         zero-initialised canvas position embedding) are new.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
         else:
             model = AutoModelForSeq2SeqLM.from_pretrained(backbone, **from_pretrained_kwargs)
+            if tokenizer is None:
+                shared = ("revision", "token", "cache_dir", "local_files_only", "trust_remote_code")
+                tokenizer = AutoTokenizer.from_pretrained(
+                    backbone, **{k: v for k, v in from_pretrained_kwargs.items() if k in shared}
+                )
         if model.config.model_type not in SUPPORTED_BACKBONES:
             raise ValueError(
                 f"backbone model_type {model.config.model_type!r} is not supported; allowed: {SUPPORTED_BACKBONES}"
@@ -691,7 +752,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel):
             **mode_ids,
         )
         glauber = cls(config, backbone=model)
-        glauber.to(next(model.parameters()).device)
+        # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
+        new_modules = [glauber.time_conditioning, glauber.canvas_position_embedding]
+        for module in filter(None, new_modules):
+            module.to(model.device, model.dtype)
         overhead = glauber.time_conditioning_overhead()
         table = glauber.canvas_position_embedding
         cells = "" if table is None else f" and canvas_position_embedding.* ({table.weight.numel()} parameters, zero)"
@@ -748,7 +812,7 @@ position in fixed random orders for N rounds.
 ```python
 from transformers import AutoModel, AutoTokenizer
 model = AutoModel.from_pretrained("<this folder or repo>", trust_remote_code=True)
-tok = AutoTokenizer.from_pretrained("<this folder or repo>")
+tok = AutoTokenizer.from_pretrained("<this folder or repo>", trust_remote_code=True)  # config.json names custom code
 enc = tok(["The history of"], return_tensors="pt")
 out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, top_p=0.95, seed=0,
                      return_dict_in_generate=True)
@@ -760,14 +824,25 @@ for training). The code files in this folder are all that loading needs.
 """
 
 
+_T5_SENTENCEPIECE_SIZE, _T5_PADDED_VOCAB = 32100, 32128
+
+
 def _special_ids(model: PreTrainedModel, tokenizer, vocab: int, num_sentinels: int):
     """Sentinel, UL2 mode and suppressed ids from the tokenizer, or by the T5 convention for a bare model."""
     if tokenizer is None:
+        # T5, Flan-T5 and UL2 pad their 32,100-token SentencePiece vocabulary to 32,128 embedding rows: the sentinels
+        # sit at the top of the tokenizer's vocabulary and the padding rows must never be emitted
+        size = _T5_SENTENCEPIECE_SIZE if model.config.model_type == "t5" and vocab == _T5_PADDED_VOCAB else vocab
+        config = model.config
+        specials = {i for i in (config.pad_token_id, config.eos_token_id) if isinstance(i, int)}
         logger.warning(
-            "No tokenizer given: assuming the T5 convention, sentinels <extra_id_i> = vocab_size - 1 - i (%d …)",
-            vocab - 1,
+            "No tokenizer given: assuming the T5 convention, sentinels <extra_id_i> = %d - 1 - i and never emitting "
+            "%s and ids >= %d",
+            size,
+            sorted(specials),
+            size,
         )
-        return [vocab - 1 - i for i in range(num_sentinels)], {}, []
+        return [size - 1 - i for i in range(num_sentinels)], {}, sorted(specials | set(range(size, vocab)))
     unk = tokenizer.unk_token_id
     names = [f"<extra_id_{i}>" for i in range(num_sentinels)]
     ids = [tokenizer.convert_tokens_to_ids(name) for name in names]

@@ -20,7 +20,9 @@ STREAM_NOISING = 3
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How one mode picks a token; `do_sample=False` is greedy (argmax)."""
+    """How one mode picks a token; `do_sample=False` is greedy (argmax, which ignores the other fields).
+
+    As in Hugging Face's generate, `top_k=0` (like None) keeps every token."""
 
     do_sample: bool = True
     temperature: float = 1.0
@@ -28,10 +30,14 @@ class SamplingParams:
     top_p: float | None = None
 
     def __post_init__(self):
-        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
             raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise ValueError(f"top_k must be None or an integer >= 1, got {self.top_k!r}")
+        if self.do_sample and self.temperature == 0:
+            raise ValueError("temperature must be a number > 0 when sampling; use do_sample=False for greedy")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0):
+            raise ValueError(f"top_k must be None or an integer >= 0 (0: no top-k filtering), got {self.top_k!r}")
+        if self.top_k == 0:
+            object.__setattr__(self, "top_k", None)
         if self.top_p is not None and (not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1):
             raise ValueError(f"top_p must be None or in (0, 1], got {self.top_p!r}")
 
@@ -44,7 +50,10 @@ class SamplingParams:
             raise TypeError(
                 f"{argument} has unknown field(s) {sorted(unknown)}; allowed: do_sample, temperature, top_k, top_p"
             )
-        return replace(self, **overrides)
+        try:
+            return replace(self, **overrides)
+        except ValueError as error:
+            raise ValueError(f"{argument}: {error}") from None
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

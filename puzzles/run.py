@@ -66,8 +66,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
                         "(same tokenizer and weight shapes; the model's configuration, e.g. num_rounds and "
                         "mask_window, is the config's)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spin-wait stalls on a busy machine)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=recipe_override,
                         help="override one recipe field of --config (repeatable), e.g. --set stage1_budget_fraction=0.9")
+
+
+def recipe_override(text: str) -> tuple[str, Any]:
+    """`--set FIELD=VALUE` typed like the recipe field; a bad one is a usage error naming the fields."""
+    try:
+        return RecipeConfig.parse_override(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int, n_train: int | None = None,
@@ -169,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     cfg = RecipeConfig.load(args.config, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                             n_train=args.n_train, n_test=args.n_test,
-                            **dict(RecipeConfig.parse_override(text) for text in args.set))
+                            **dict(args.set))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

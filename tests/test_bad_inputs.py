@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 from tiny_models import make_glauber, tiny_t5
-from transformers import AutoModel, T5Config
+from transformers import AutoModel, GenerationConfig, T5Config
 
 from modeling_glauber import GlauberT5Config
 
@@ -32,7 +32,11 @@ def _generate_cases(tokenizer):
         ("top_p", dict(max_new_tokens=L, top_p=0.0)),
         ("top_p", dict(max_new_tokens=L, top_p=1.5)),
         ("temperature", dict(max_new_tokens=L, temperature=-1.0)),
-        ("top_k", dict(max_new_tokens=L, top_k=0)),
+        ("top_k", dict(max_new_tokens=L, top_k=-1)),
+        ("input_ids must be an integer tensor", dict(input_ids=ids.input_ids.float(), max_new_tokens=L)),
+        ("pass generation_config= by keyword", dict(input_ids=ids.input_ids, attention_mask=GenerationConfig())),
+        ("temperature must be a number > 0 when sampling", dict(max_new_tokens=L, temperature=0.0)),
+        ("refine_sampling: top_p", dict(max_new_tokens=L, refine_sampling={"top_p": 2.0})),
         ("frozen_mask", dict(canvas_ids=CANVAS, frozen_mask=torch.ones((2, L + 1), dtype=torch.bool))),
         ("frozen_mask", dict(canvas_ids=CANVAS, frozen_mask=torch.ones((2, L), dtype=torch.bool))),
         ("frozen_mask", dict(max_new_tokens=L, frozen_mask=torch.zeros((1, L), dtype=torch.bool))),
@@ -67,6 +71,17 @@ def test_prompt_plus_canvas_longer_than_the_backbone_allows(tokenizer):
     limit = model.config.max_sequence_length
     with pytest.raises(ValueError, match="maximum sequence length"):
         model.generate(input_ids=torch.full((1, 10), 50), max_new_tokens=limit)
+    # exactly the infill encoder's input [P, canvas, </s>] (no mode token configured) fits
+    model.config.backbone.encoder.max_position_embeddings = 16
+    prompt = torch.full((1, 10), 50)
+    assert model.generate(input_ids=prompt, max_new_tokens=5, num_rounds=0).shape == (1, 5)
+    with pytest.raises(ValueError, match=r"prompt \(10 tokens\) \+ canvas \(6\) \+ 1 special token\(s\) exceed"):
+        model.generate(input_ids=prompt, max_new_tokens=6, num_rounds=0)
+    # T5's relative positions have no limit: its config's n_positions is no reason to refuse a long canvas
+    t5 = make_glauber("t5", tokenizer)
+    t5.config.backbone.n_positions = 4
+    assert t5.config.max_sequence_length is None
+    assert t5.generate(max_new_tokens=6, num_rounds=0).shape == (1, 6)
 
 
 def test_canvas_positions_need_a_table_that_covers_them(tokenizer, t5_model):

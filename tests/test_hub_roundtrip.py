@@ -29,12 +29,14 @@ LOADER = textwrap.dedent(
     data = torch.load(inputs, weights_only=True)
     model = AutoModel.from_pretrained(ckpt, trust_remote_code=True).eval()
     assert type(model).__name__ == "GlauberT5ForDiffusion", type(model)
-    assert type(AutoModelForSeq2SeqLM.from_pretrained(ckpt, trust_remote_code=True)).__name__ == "GlauberT5ForDiffusion"
+    # a second load in the same process gets the same class (transformers adds GenerationMixin to remote code once)
+    second = AutoModelForSeq2SeqLM.from_pretrained(ckpt, trust_remote_code=True).eval()
+    assert type(second).__name__ == "GlauberT5ForDiffusion" and model.can_generate() and second.can_generate()
     with torch.no_grad():
         logits = model(input_ids=data["ids"], attention_mask=data["mask"], decoder_input_ids=data["dec"],
                        timesteps=data["tau"]).logits
-    sequences = model.generate(input_ids=data["ids"], attention_mask=data["mask"], max_new_tokens=6, num_rounds=2,
-                               top_p=0.9, seed=7)
+    # the canvas length comes from the saved generation_config.json
+    sequences = second.generate(input_ids=data["ids"], attention_mask=data["mask"], num_rounds=2, top_p=0.9, seed=7)
     torch.save({"logits": logits, "sequences": sequences}, out)
     """
 )
@@ -43,11 +45,13 @@ LOADER = textwrap.dedent(
 @pytest.mark.parametrize("kind", ["t5", "t5gemma"])
 def test_checkpoint_loads_identically_in_a_clean_process(kind, tokenizer, tmp_path):
     model = make_glauber(kind, tokenizer, num_rounds=2, mask_window=2)
+    model.generation_config.max_new_tokens = 6
     ckpt = tmp_path / "ckpt"
     model.save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
     files = set(os.listdir(ckpt))
-    assert {"model.safetensors", "config.json", "README.md", "configuration_glauber.py", "modeling_glauber.py"} <= files
+    assert {"model.safetensors", "config.json", "generation_config.json", "README.md", "configuration_glauber.py",
+            "modeling_glauber.py"} <= files
     assert not any(name.endswith((".bin", ".pt")) for name in files)
     auto_map = json.loads((ckpt / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM"}
@@ -87,6 +91,22 @@ def test_auto_classes_resolve_when_the_package_is_imported(tokenizer, tmp_path):
         assert isinstance(loaded, GlauberT5ForDiffusion)
         for name, tensor in model.state_dict().items():
             assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_a_bf16_backbone_converts_to_a_bf16_model_that_reloads_identically(tokenizer, tmp_path):
+    from tiny_models import tiny_t5gemma
+
+    model = GlauberT5ForDiffusion.from_backbone(tiny_t5gemma().to(torch.bfloat16), tokenizer,
+                                                canvas_position_embeddings=4)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        model.time_conditioning.modulation.weight.normal_(generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(tmp_path)
+    loaded = GlauberT5ForDiffusion.from_pretrained(tmp_path)
+    ids, dec = torch.tensor([[70, 71, 72, 1]]), torch.tensor([[2, 80, 81]])
+    with torch.no_grad():
+        logits = [m(input_ids=ids, decoder_input_ids=dec, timesteps=torch.tensor([0.3])).logits for m in (model, loaded)]
+    assert torch.equal(*logits)
 
 
 def test_model_card_describes_the_checkpoint(tokenizer, tmp_path):

@@ -208,6 +208,9 @@ def test_canvas_position_embedding_starts_neutral_then_tells_each_mode_its_cells
     draft = cells.causal_draft(prefix, canvas, frozen, SamplingParams(do_sample=False), torch.tensor([0, 1]))
     order = cells.schedule(6).causal_order_positions
     assert torch.equal(cells.causal_logits(prefix, draft).argmax(-1), draft[:, order])
+    # without a prompt the infill prefix is empty and `</s>` still gets its own (empty) position
+    unconditional = cells.generate(max_new_tokens=6, num_rounds=1, seed=0, return_dict_in_generate=True)
+    assert unconditional.sequences.shape == (1, 6) and unconditional.num_model_calls == 12
     # saved and reloaded with its table
     cells.save_pretrained(tmp_path / "cells")
     loaded = GlauberT5ForDiffusion.from_pretrained(tmp_path / "cells").eval()
@@ -315,6 +318,8 @@ def test_a_row_does_not_depend_on_the_rest_of_its_batch(t5_model, tokenizer):
     # an int seed gives row i the seed + i; the same seed repeats the same output
     again = t5_model.generate(**enc, seed=11, **kwargs)
     assert torch.equal(again, batch.sequences)
+    # without an attention mask the pad tokens are still padding
+    assert torch.equal(t5_model.generate(input_ids=enc.input_ids, seed=11, **kwargs), batch.sequences)
 
 
 def test_unconditional_batches_give_each_row_its_own_sample(t5_model):
@@ -338,18 +343,37 @@ def test_top_k_one_equals_greedy(t5_model):
 
 def test_per_mode_sampling_overrides(t5_model):
     greedy = t5_model.generate(max_new_tokens=5, do_sample=False, return_dict_in_generate=True)
+    # Hugging Face's conventions: greedy ignores the temperature, top_k=0 filters nothing
+    assert torch.equal(t5_model.generate(max_new_tokens=5, do_sample=False, temperature=0.0), greedy.sequences)
+    assert torch.equal(t5_model.generate(max_new_tokens=5, top_k=0, seed=3), t5_model.generate(max_new_tokens=5, seed=3))
     mixed = t5_model.generate(
         max_new_tokens=5, seed=0, draft_sampling={"do_sample": False}, return_dict_in_generate=True
     )
     assert torch.equal(greedy.draft_sequences, mixed.draft_sequences)
 
 
-def test_generation_config_and_hf_kwargs_are_accepted(t5_model):
+def test_generation_config_and_hf_kwargs_are_accepted(t5_model, tmp_path):
     from transformers import GenerationConfig
 
+    greedy4 = t5_model.generate(max_new_tokens=4, do_sample=False)
     config = GenerationConfig(max_new_tokens=4, do_sample=False)
     out = t5_model.generate(generation_config=config, use_cache=True, pad_token_id=0, eos_token_id=1)
-    assert out.shape == (1, 4)
+    assert torch.equal(out, greedy4)
+    # the model's own generation_config gives the defaults; arguments and a passed config win over it
+    t5_model.generation_config.max_new_tokens = 5
+    t5_model.generation_config.do_sample = False
+    assert torch.equal(t5_model.generate(), t5_model.generate(max_new_tokens=5, do_sample=False))
+    assert torch.equal(t5_model.generate(generation_config=config), greedy4)
+    assert t5_model.generate(max_new_tokens=3, return_dict_in_generate=True).sequences.shape == (1, 3)
+    t5_model.save_pretrained(tmp_path)
+    assert GlauberT5ForDiffusion.from_pretrained(tmp_path).generation_config.max_new_tokens == 5
+    # what the sampler cannot honour is refused, not dropped, wherever it is set
+    for refused, match in ((dict(num_return_sequences=3), "num_return_sequences"), (dict(num_beams=4), "num_beams"),
+                           (dict(repetition_penalty=1.2), "repetition_penalty"), (dict(max_length=9), "max_length")):
+        with pytest.raises(ValueError, match=match):
+            t5_model.generate(generation_config=GenerationConfig(**refused))
+    with pytest.raises(TypeError, match="the canvas length is max_new_tokens"):
+        t5_model.generate(max_length=9)
 
 
 def test_unk_stays_emittable_so_text_the_tokenizer_cannot_spell_has_a_finite_likelihood(tokenizer):
@@ -359,6 +383,23 @@ def test_unk_stays_emittable_so_text_the_tokenizer_cannot_spell_has_a_finite_lik
     prefix = model.build_prefix(tokenizer(["abc"], return_tensors="pt").input_ids)
     logp = model.causal_log_likelihood(prefix, torch.tensor([[100, unk, 101]]))
     assert bool(torch.isfinite(logp).all())
+
+
+def test_without_a_tokenizer_the_sentinels_follow_the_t5_vocabulary(tokenizer, tmp_path):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    # T5 / Flan-T5 / UL2: 32,100 SentencePiece tokens padded to 32,128 rows; <extra_id_0> is 32099
+    hub_shaped = T5ForConditionalGeneration(T5Config(vocab_size=32128, d_model=8, d_kv=4, d_ff=8, num_layers=1,
+                                                     num_heads=2, decoder_start_token_id=0))
+    model = GlauberT5ForDiffusion.from_backbone(hub_shaped)
+    assert model.config.sentinel_token_ids[:3] == [32099, 32098, 32097]
+    assert model.config.suppressed_token_ids == [0, 1] + list(range(32100, 32128))
+    # a directory (or Hub id) brings its own tokenizer
+    make_glauber("t5", tokenizer).backbone.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    from_dir = GlauberT5ForDiffusion.from_backbone(str(tmp_path))
+    assert from_dir.config.sentinel_token_ids == make_glauber("t5", tokenizer).config.sentinel_token_ids
+    assert from_dir.config.suppressed_token_ids == make_glauber("t5", tokenizer).config.suppressed_token_ids
 
 
 def test_tokenizer_without_sentinels_gets_them_added_and_embeddings_resized(caplog):

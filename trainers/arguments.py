@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -11,6 +12,20 @@ from modeling_glauber.schedule import TIMESTEP_SAMPLINGS
 SCORE_PARAMETRIZATIONS = ("normalized", "unnormalized")
 CAUSAL_LOSS_TARGETS = ("data", "chain")
 LORA_REFERENCES = ("adapter", "copy")
+SHARDED_PARAMETERS_UNSUPPORTED = (
+    "GlauberTrainer does not support {what}: its EMA reference pairs each trained parameter with a full copy, and "
+    "sharded parameters are replaced and split when the model is wrapped, so the reference would silently stop "
+    "following training; use DDP or DeepSpeed ZeRO-1/2"
+)
+
+
+def _deepspeed_zero_stage(deepspeed) -> int | None:
+    """The `zero_optimization.stage` of a DeepSpeed config given as a dict or a JSON file path."""
+    if isinstance(deepspeed, str):
+        with open(deepspeed, encoding="utf-8") as handle:
+            deepspeed = json.load(handle)
+    stage = (deepspeed or {}).get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    return None if stage in (None, "auto") else int(stage)
 
 
 @dataclass
@@ -49,7 +64,11 @@ class GlauberTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "must stay False for GlauberTrainer"})
 
     def __post_init__(self):
+        if self.deepspeed and _deepspeed_zero_stage(self.deepspeed) == 3:
+            raise ValueError(SHARDED_PARAMETERS_UNSUPPORTED.format(what="deepspeed with ZeRO stage 3"))
         super().__post_init__()
+        if self.fsdp:
+            raise ValueError(SHARDED_PARAMETERS_UNSUPPORTED.format(what=f"fsdp={self.fsdp!r}"))
         if not isinstance(self.timesteps_per_chain, int) or self.timesteps_per_chain < 1:
             raise ValueError(f"timesteps_per_chain must be an integer >= 1, got {self.timesteps_per_chain!r}")
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:

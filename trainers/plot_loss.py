@@ -67,7 +67,10 @@ def main() -> None:
     parser.add_argument("output_dir")
     parser.add_argument("--out", default=None)
     a = parser.parse_args()
-    print(plot(a.output_dir, a.out))
+    try:
+        print(plot(a.output_dir, a.out))
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Two ways to hold it:
 - `CopyReference`: a deep copy of the model, `eval()`, no gradients (algorithm 1's `T_k`).
 - `AdapterReference` (peft models): a second adapter "reference" on the shared frozen base, the EMA of the trained
   adapter's weights; it costs adapter memory, not a second model.
-Both refresh as `ref ← β·ref + (1-β)·θ` (β = 0: hard copy) and save/load their tensors as safetensors.
+Both refresh as `ref ← β·ref + (1-β)·θ` (β = 0: hard copy) and save/load their tensors as safetensors. A reference
+tensor stored in bf16 / fp16 is accumulated in a float32 copy: in bf16, 0.999·ref + 0.001·θ rounds back to ref.
 """
 
 from __future__ import annotations
@@ -33,8 +34,15 @@ def parameter_bytes(parameters) -> int:
     return total
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 class GlauberReference:
     """Interface: `kernel()` gives the module the noising runs (as a context manager), plus EMA and persistence."""
+
+    def __init__(self):
+        # name → float32 EMA accumulator of a low-precision reference tensor (its saved and resumed value)
+        self._accumulators: dict[str, torch.Tensor] = {}
 
     def pairs(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         """(name, reference tensor, trained tensor) for every tensor the refresh touches."""
@@ -47,14 +55,19 @@ class GlauberReference:
     @torch.no_grad()
     def update(self, decay: float) -> None:
         """ref ← decay·ref + (1-decay)·θ."""
-        for _, ref, src in self.pairs():
+        for name, ref, src in self.pairs():
+            value = self._accumulators.setdefault(name, ref.float()) if ref.dtype in _LOW_PRECISION else ref
             if decay == 0.0:
-                ref.copy_(src)
+                value.copy_(src)
             else:
-                ref.mul_(decay).add_(src.to(ref.dtype), alpha=1.0 - decay)
+                value.mul_(decay).add_(src.to(value.dtype), alpha=1.0 - decay)
+            if value is not ref:
+                ref.copy_(value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {name: ref.detach().cpu().contiguous().clone() for name, ref, _ in self.pairs()}
+        return {
+            name: self._accumulators.get(name, ref).detach().cpu().contiguous().clone() for name, ref, _ in self.pairs()
+        }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -66,6 +79,8 @@ class GlauberReference:
             )
         for name, ref, _ in self.pairs():
             ref.copy_(state[name])
+            if ref.dtype in _LOW_PRECISION:
+                self._accumulators[name] = state[name].to(ref.device, torch.float32)
 
     def save(self, checkpoint_dir: str) -> str:
         path = os.path.join(checkpoint_dir, REFERENCE_DIR, REFERENCE_FILE)
@@ -82,14 +97,15 @@ class GlauberReference:
         self.load_state_dict(load_file(path))
 
     def memory_bytes(self) -> int:
-        """Parameter bytes the reference adds on top of the trained model."""
-        return parameter_bytes(ref for _, ref, _ in self.pairs())
+        """Bytes the reference adds on top of the trained model (with the float32 accumulators)."""
+        return parameter_bytes(ref for _, ref, _ in self.pairs()) + parameter_bytes(self._accumulators.values())
 
 
 class CopyReference(GlauberReference):
     """A frozen deep copy (or a user-given module of the same architecture) at τ = 1."""
 
     def __init__(self, trained: nn.Module, module: nn.Module | None = None):
+        super().__init__()
         self.trained = trained
         self.module = copy.deepcopy(trained) if module is None else module
         self.module.eval().requires_grad_(False)
@@ -128,6 +144,7 @@ class AdapterReference(GlauberReference):
     def __init__(self, peft_model: nn.Module, trained_adapter: str = "default"):
         if REFERENCE_ADAPTER in peft_model.peft_config:
             raise ValueError(f"the peft model already has an adapter named {REFERENCE_ADAPTER!r}")
+        super().__init__()
         self.model = peft_model
         self.trained_adapter = trained_adapter
         flags = {name: p.requires_grad for name, p in peft_model.named_parameters()}

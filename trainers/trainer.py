@@ -23,7 +23,7 @@ from modeling_glauber import glauber_score_entropy, run_glauber_noising
 from modeling_glauber.infill import concat_mode_inputs
 from modeling_glauber.schedule import sample_loss_times
 
-from .arguments import GlauberTrainingArguments
+from .arguments import SHARDED_PARAMETERS_UNSUPPORTED, GlauberTrainingArguments
 from .data import REQUIRED_COLUMNS, GlauberDataCollator
 from .reference import AdapterReference, CopyReference, GlauberReference
 
@@ -98,6 +98,8 @@ class GlauberTrainer(Trainer):
             data_collator = GlauberDataCollator(glauber.config.pad_id, args.canvas_length)
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        if self.is_fsdp_enabled:  # FSDP set up by `accelerate launch`'s config rather than the arguments
+            raise ValueError(SHARDED_PARAMETERS_UNSUPPORTED.format(what="FSDP"))
         self.glauber = glauber
         if is_peft_model(self.model) and args.lora_reference == "adapter":
             if ref_model is not None:
@@ -222,20 +224,28 @@ class GlauberTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the running means since the last log: `loss_infill`, `loss_causal`, `loss_tau_<lo>_<hi>`."""
-        if "loss" in logs and self._stats[-3] > 0:
+        if "loss" in logs:
+            # every rank logs at the same steps, so every rank joins the reduce, including one whose window held
+            # only placeholder terms
             stats = self._stats.to(self.args.device)
             if self.accelerator.num_processes > 1:
                 stats = self.accelerator.reduce(stats, reduction="sum")
-            stats = stats.cpu()
+            stats = stats.cpu().clone()  # on the CPU `.to` and `.cpu` return self._stats itself
+            self._stats.zero_()
             nb = self.args.loss_time_buckets
             for i in range(nb):
                 if stats[nb + i] > 0:
                     logs[f"loss_tau_{i / nb:.2f}_{(i + 1) / nb:.2f}"] = float(stats[i] / stats[nb + i])
-            logs["loss_infill"] = float(stats[2 * nb] / stats[2 * nb + 1])
+            if stats[2 * nb + 1] > 0:
+                logs["loss_infill"] = float(stats[2 * nb] / stats[2 * nb + 1])
             if stats[2 * nb + 3] > 0:
                 logs["loss_causal"] = float(stats[2 * nb + 2] / stats[2 * nb + 3])
-            self._stats.zero_()
         super().log(logs, start_time)
+
+    def evaluation_loop(self, *args, **kwargs):
+        """Each evaluation redraws its chains from its first micro-batch on: evaluating twice at one step agrees."""
+        self._noise_draws.pop(False, None)
+        return super().evaluation_loop(*args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation loss: the same objective on fresh chains, no gradients."""
@@ -253,9 +263,12 @@ class GlauberTrainer(Trainer):
             self.reference.save(os.path.join(self._get_output_dir(trial=trial), folder))
         super()._save_checkpoint(model, trial)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self.reference.load(resume_from_checkpoint)
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        # Trainer calls this on resume after the weights are loaded, whatever the backend (DeepSpeed loads weights
+        # without _load_from_checkpoint), so the reference is restored here
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self.reference.load(checkpoint)
 
 
 __all__ = ["GlauberTrainer", "ReferenceRefreshCallback", "glauber_model_of", "is_peft_model"]

@@ -198,8 +198,10 @@ def test_not_a_glauber_checkpoint_is_rejected(tmp_path, tokenizer):
 
 
 @pytest.mark.parametrize("cuda", [False, True])
-def test_device_defaults_to_cuda_when_lm_eval_passes_none(checkpoint, monkeypatch, cuda):
-    """lm-eval hands `device=None` when --device is not given; the adapter must then pick the GPU if there is one."""
+@pytest.mark.parametrize("asked", [None, "cuda:0"])
+def test_device_defaults_to_cuda_when_lm_eval_passes_none(checkpoint, monkeypatch, cuda, asked):
+    """`simple_evaluate` hands `device=None` and the lm-eval command line "cuda:0" when --device is not given: the
+    adapter picks the GPU if there is one, else the CPU."""
     import eval.lm_eval_adapter as adapter
 
     seen = {}
@@ -211,5 +213,5 @@ def test_device_defaults_to_cuda_when_lm_eval_passes_none(checkpoint, monkeypatc
     monkeypatch.setattr(adapter.torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(adapter, "load_glauber", fake_load)
     with pytest.raises(RuntimeError, match="stop after choosing the device"):
-        GlauberLM.create_from_arg_string(f"pretrained={checkpoint}", {"batch_size": 4, "max_batch_size": None, "device": None})
-    assert seen["device"] == ("cuda" if cuda else "cpu")
+        GlauberLM.create_from_arg_string(f"pretrained={checkpoint}", {"batch_size": 4, "max_batch_size": None, "device": asked})
+    assert seen["device"] == ("cpu" if not cuda else asked or "cuda")

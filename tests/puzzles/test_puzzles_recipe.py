@@ -457,7 +457,7 @@ def test_set_overrides_a_recipe_field_with_its_type():
         RecipeConfig(stage2_steps=-1)
 
 
-def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, monkeypatch):
+def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, monkeypatch, capsys):
     data_dir = tmp_path / "data"
     sudoku4.save_to_disk(str(data_dir))
     config = tmp_path / "tiny.json"
@@ -467,6 +467,9 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
     args = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "run"), "--device", "cpu",
                               "--stage1-steps", "3", "--stage2-steps", "1", "--eval-limit", "4",
                               "--set", "canvas_index=1", "--set", "stage1_lr=0.01"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", str(tmp_path / "bad"), "--set", "bogus=1"])
+    assert "argument --set: --set takes FIELD=VALUE with FIELD one of" in capsys.readouterr().err
     summary = run(args)
     assert summary["config"]["canvas_index"] is True and summary["config"]["stage1_lr"] == 0.01
     assert summary["stage1"]["steps"] == 3 and summary["stage2"]["steps"] == 1

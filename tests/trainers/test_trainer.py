@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from trainer_fixtures import tiny_t5, toy_rows
 from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments
-from trainers.reference import REFERENCE_DIR, REFERENCE_FILE
+from trainers.reference import REFERENCE_DIR, REFERENCE_FILE, CopyReference
 
 
 def make_args(tmp_path, **kwargs) -> GlauberTrainingArguments:
@@ -78,30 +78,66 @@ def test_reference_is_a_frozen_copy_refreshed_by_ema(tmp_path, tokenizer):
         assert torch.allclose(p, 0.75 * before[name] + 0.25 * current[name].detach(), atol=1e-7)
 
 
+def test_ema_of_bf16_weights_accumulates_in_float32(tmp_path):
+    model = tiny_t5().to(torch.bfloat16)
+    reference = CopyReference(model)
+    start = {name: ref.float() for name, ref, _ in reference.pairs()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.1)
+    for _ in range(60):
+        reference.update(0.99)
+    weight = 0.99**60
+    for name, ref, src in reference.pairs():
+        # each step moves ref by 0.1 % of itself, under half a bf16 step: rounded in bf16 it would never move
+        expected = weight * start[name] + (1 - weight) * src.float()
+        torch.testing.assert_close(ref.float(), expected, rtol=2**-8, atol=1e-6)
+    # the float32 value is what a checkpoint keeps, so a resumed EMA continues exactly
+    reference.save(tmp_path)
+    resumed = CopyReference(model, copy.deepcopy(model))
+    resumed.load(tmp_path)
+    for ema in (reference, resumed):
+        for _ in range(5):
+            ema.update(0.99)
+    for (name, ref, _), (_, again, _) in zip(reference.pairs(), resumed.pairs()):
+        assert torch.equal(ref, again), name
+    assert reference.memory_bytes() == 3 * sum(p.numel() * 2 for p in model.parameters())
+
+
+class WeightsLoadedAsDeepSpeedDoes(GlauberTrainer):
+    """DeepSpeed resumes the weights with its own loader and never calls `_load_from_checkpoint`."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self.model.load_state_dict(load_file(os.path.join(resume_from_checkpoint, "model.safetensors")), strict=False)
+
+
 def test_resume_is_bit_exact(tmp_path, tokenizer):
-    """Also when the run evaluates at the checkpoint step: evaluation draws its chains from a stream of its own."""
+    """Also when the run evaluates at the checkpoint step (evaluation draws its chains from a stream of its own), and
+    when the weights are not loaded through `_load_from_checkpoint` (DeepSpeed)."""
     data, held_out = Dataset.from_dict(toy_rows(num=24)), Dataset.from_dict(toy_rows(num=4, seed=1))
 
-    def run(output_dir, resume=None):
+    def run(output_dir, resume=None, trainer_class=GlauberTrainer):
         args = make_args(output_dir, max_steps=6, save_strategy="steps", save_steps=3, causal_loss_weight=0.5,
                          gradient_accumulation_steps=2, per_device_train_batch_size=2, eval_strategy="steps",
                          eval_steps=3, per_device_eval_batch_size=4)
-        trainer = GlauberTrainer(model=tiny_t5(), args=args, train_dataset=data, eval_dataset=held_out,
-                                 processing_class=tokenizer)
+        trainer = trainer_class(model=tiny_t5(), args=args, train_dataset=data, eval_dataset=held_out,
+                                processing_class=tokenizer)
         trainer.train(resume_from_checkpoint=resume)
         return trainer
 
     full = run(tmp_path / "full")
+    assert full.evaluate()["eval_loss"] == full.evaluate()["eval_loss"]  # the same chains at the same step
     first = dict(full.model.named_parameters())
-    resumed = run(tmp_path / "full", resume=str(tmp_path / "full" / "checkpoint-3"))
-    losses_full, losses_resumed = trained_losses(full), trained_losses(resumed)
-    print("uninterrupted", losses_full[3:], "resumed", losses_resumed[3:])
-    assert losses_resumed[3:] == losses_full[3:]  # the resumed history starts with the checkpoint's
-    for name, p in resumed.model.named_parameters():
-        assert torch.equal(p, first[name]), name
     ref_full = dict(full.reference.module.named_parameters())
-    for name, p in resumed.reference.module.named_parameters():
-        assert torch.equal(p, ref_full[name]), name
+    for trainer_class in (GlauberTrainer, WeightsLoadedAsDeepSpeedDoes):
+        resumed = run(tmp_path / "full", str(tmp_path / "full" / "checkpoint-3"), trainer_class)
+        losses_full, losses_resumed = trained_losses(full), trained_losses(resumed)
+        print(trainer_class.__name__, "uninterrupted", losses_full[3:], "resumed", losses_resumed[3:])
+        assert losses_resumed[3:] == losses_full[3:]  # the resumed history starts with the checkpoint's
+        for name, p in resumed.model.named_parameters():
+            assert torch.equal(p, first[name]), name
+        for name, p in resumed.reference.module.named_parameters():
+            assert torch.equal(p, ref_full[name]), name
 
 
 def test_gradient_accumulation_scales_the_loss(tmp_path, tokenizer):
@@ -159,6 +195,12 @@ def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
         make_args(tmp_path, timesteps_per_chain=0)
     with pytest.raises(ValueError, match=r"timestep_sampling must be one of \('t_max', 'stratified'\)"):
         make_args(tmp_path, timestep_sampling="uniform")
+    # sharded parameters would leave the EMA reference on stale tensors
+    (tmp_path / "zero3.json").write_text('{"zero_optimization": {"stage": 3}}')
+    for sharded in (dict(fsdp=True), dict(deepspeed={"zero_optimization": {"stage": 3}}),
+                    dict(deepspeed=str(tmp_path / "zero3.json"))):
+        with pytest.raises(ValueError, match="does not support .* use DDP or DeepSpeed ZeRO-1/2"):
+            make_args(tmp_path, **sharded)
     with pytest.raises(ValueError, match="num_rounds=3 .* disagrees"):
         GlauberTrainer(model=tiny_t5(num_rounds=2), args=make_args(tmp_path, num_rounds=3), train_dataset=data)
     with pytest.raises(ValueError, match="lacks the columns"):
