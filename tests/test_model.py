@@ -43,7 +43,8 @@ def test_gradient_checkpointing_gives_the_gradients_of_a_plain_backward(kind, us
     for checkpointing in (False, True):
         model = make_glauber(kind).train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+            assert model.is_activation_checkpointing
         out = model(input_ids=ids, decoder_input_ids=dec, timesteps=torch.tensor([0.3, 0.7]), labels=dec)
         out.loss.backward()
         grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
