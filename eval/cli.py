@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 
 def _read_jsonl(path: str) -> list[dict]:
@@ -85,10 +86,15 @@ def run_bound(args) -> int:
 
     model, tokenizer = _load(args)
     rows = _read_jsonl(args.data)
+    if not rows:
+        raise SystemExit(f"--data {args.data} holds no rows")
     total_bound = total_causal = tokens = 0.0
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         prompt, text = row.get("prompt", ""), row["text"]
-        canvas = torch.tensor([encode_canvas(tokenizer, text)], device=model.device)
+        ids = encode_canvas(tokenizer, text)
+        if not ids:
+            raise SystemExit(f"--data {args.data}: row {number} has an empty 'text' (nothing to score)")
+        canvas = torch.tensor([ids], device=model.device)
         prefix = model.build_prefix(torch.tensor([tokenizer(prompt).input_ids], device=model.device))
         estimate = glauber_bound(
             model, prefix, canvas, mc_samples=args.mc_samples, seed=args.seed, num_rounds=args.num_rounds,
@@ -99,9 +105,9 @@ def run_bound(args) -> int:
         tokens += canvas.shape[1]
     metrics = {
         "bound_nll_per_token": total_bound / tokens,
-        "bound_ppl": float(torch.tensor(total_bound / tokens).exp()),
+        "bound_ppl": math.exp(total_bound / tokens),
         "causal_nll_per_token": total_causal / tokens,
-        "causal_ppl": float(torch.tensor(total_causal / tokens).exp()),
+        "causal_ppl": math.exp(total_causal / tokens),
         "tokens": int(tokens),
     }
     write_result(args.out, "bound", {**vars(args), "func": None}, metrics)

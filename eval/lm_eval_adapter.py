@@ -8,16 +8,20 @@
   above with the preceding tokens as its prompt; the document's value is the sum.
 - `generate_until`: Glauber `generate()`, fixed length `max_gen_toks`, cut at the first `until` string.
 
-Every request has its own seed (`seed` + its index), so results do not depend on batch size or order.
+Every generation request draws from its own seed, a hash of `seed`, the request and how many identical requests came
+before it (lm-eval's repeats), so results depend neither on the batch size nor on which other requests (tasks,
+`--limit`) share the run; the bound's trajectories use seed … seed + mc_samples − 1 for every request.
 lm-eval has no plugin mechanism: the `glauber-lm-eval` console script (`cli_evaluate`) imports this module, which
 registers the models, and hands over to lm-eval's own CLI.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import torch
@@ -86,7 +90,8 @@ class GlauberLM(LM):
             device: where the model runs; default "cuda" when available, else "cpu". A CUDA device asked for on a
                 machine without one falls back to the CPU with a warning (the lm-eval command line asks for "cuda:0"
                 unless given --device), as lm-eval's own Hugging Face model does.
-            seed: base seed; request i uses seed + i for generation, and trajectories seed … seed + mc_samples − 1.
+            seed: base seed of generation (hashed with each request) and of the bound's trajectories
+                (seed … seed + mc_samples − 1).
             max_length: tokens per window of `loglikelihood_rolling`.
             max_gen_toks, do_sample, temperature, top_k, top_p: generation defaults (requests may override).
         """
@@ -146,7 +151,7 @@ class GlauberLM(LM):
                 if self.scorer == "elbo":
                     estimate = glauber_bound(
                         self.model, prefix, canvas, mc_samples=self.mc_samples, seed=self.seed,
-                        num_rounds=self.num_rounds, mask_window=self.mask_window, batch_size=self.batch_size,
+                        num_rounds=self.num_rounds, mask_window=self._window(length), batch_size=self.batch_size,
                     )
                     logp = -estimate.mean
                     greedy = self._greedy_generation(input_ids, mask, length) == canvas if want_greedy else None
@@ -158,6 +163,10 @@ class GlauberLM(LM):
                 bar.update(len(chunk))
         bar.close()
         return results
+
+    def _window(self, length: int) -> int:
+        """The mask window for a canvas of `length`: a continuation shorter than w masks all of itself."""
+        return min(self.mask_window, length)
 
     def _pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(1, max(map(len, prompts)))
@@ -175,7 +184,7 @@ class GlauberLM(LM):
 
     def _greedy_generation(self, input_ids, mask, length: int) -> torch.Tensor:
         return self.model.generate(
-            input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds, mask_window=self.mask_window,
+            input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds, mask_window=self._window(length),
             do_sample=False, seed=self.seed,
         )
 
@@ -206,13 +215,18 @@ class GlauberLM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         outputs: list[str | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = defaultdict(list)
-        settings = []
+        settings, seeds, seen = [], [], Counter()
         for index, request in enumerate(requests):
             context, gen_kwargs = request.args
             kwargs = dict(gen_kwargs or {})
             unknown = set(kwargs) - GEN_KWARGS
             if unknown:
                 raise ValueError(f"glauber generate_until: unsupported gen_kwargs {sorted(unknown)}; allowed: {sorted(GEN_KWARGS)}")
+            key = json.dumps([context, kwargs], sort_keys=True, default=str)
+            seeds.append(self._request_seed(key, seen[key]))
+            seen[key] += 1
+            if kwargs.get("temperature") == 0 and "do_sample" not in kwargs:  # lm-eval's convention: greedy
+                kwargs["do_sample"] = False
             until = kwargs.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
             length = kwargs.pop("max_gen_toks", kwargs.pop("max_new_tokens", self.max_gen_toks))
@@ -227,8 +241,8 @@ class GlauberLM(LM):
                 chunk = members[start : start + self.batch_size]
                 input_ids, mask = encode_prompts(self.tokenizer, [requests[i].args[0] for i in chunk], self.model.device)
                 sequences = self.model.generate(
-                    input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds, mask_window=self.mask_window,
-                    seed=[self.seed + i for i in chunk], **dict(sampling),
+                    input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds,
+                    mask_window=self._window(length), seed=[seeds[i] for i in chunk], **dict(sampling),
                 )
                 for index, text in zip(chunk, decode_canvas(self.tokenizer, sequences)):
                     outputs[index] = truncate_at(text, settings[index])
@@ -236,6 +250,10 @@ class GlauberLM(LM):
                 bar.update(len(chunk))
         bar.close()
         return outputs
+
+    def _request_seed(self, request_key: str, occurrence: int) -> int:
+        digest = hashlib.sha256(f"{self.seed}\x00{occurrence}\x00{request_key}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 2  # a non-negative int64
 
 
 @register_model("glauber_ar")

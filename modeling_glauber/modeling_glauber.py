@@ -608,14 +608,15 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         return settings
 
     def resolve_rounds_and_window(self, num_rounds: int | None, mask_window: int | None, length: int) -> tuple[int, int]:
-        """(N', w) for a reverse pass over a canvas of `length`: the config's where None, else checked."""
+        """(N', w) for a reverse pass over a canvas of `length`: the config's where None (w at most `length`: a canvas
+        shorter than the trained window masks all of itself), else checked."""
         num_rounds = self.config.num_rounds if num_rounds is None else num_rounds
         if not isinstance(num_rounds, int) or not 0 <= num_rounds <= self.config.num_rounds:
             raise ValueError(
                 f"num_rounds must be an integer in [0, {self.config.num_rounds}] (the config's num_rounds, which lays "
                 f"out the time schedule), got {num_rounds!r}"
             )
-        mask_window = self.config.mask_window if mask_window is None else mask_window
+        mask_window = min(self.config.mask_window, length) if mask_window is None else mask_window
         if not isinstance(mask_window, int) or not 1 <= mask_window <= length:
             raise ValueError(f"mask_window must be an integer in [1, {length}] (the canvas length), got {mask_window!r}")
         if len(self.sentinel_ids) < mask_window:

@@ -64,6 +64,10 @@ def test_bad_generate_arguments_raise_clear_errors_without_side_effects(tokenize
         assert torch.equal(rng, torch.get_rng_state()), needle
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
+    # the config's w = 2 on a one-token canvas masks that token alone; an explicit w = 2 is refused
+    assert model.generate(max_new_tokens=1, seed=0).shape == (1, 1)
+    with pytest.raises(ValueError, match=r"mask_window must be an integer in \[1, 1\]"):
+        model.generate(max_new_tokens=1, mask_window=2)
 
 
 def test_prompt_plus_canvas_longer_than_the_backbone_allows(tokenizer):

@@ -66,6 +66,24 @@ def test_zero_shot_perplexity_tasks_are_indexed():
     assert {"glauber_wikitext103", "glauber_lm1b", "glauber_zeroshot_ppl"} <= set(names)
 
 
+def test_lm1b_task_runs_on_a_local_export_and_reports_per_word_and_per_byte(checkpoint, tmp_path, monkeypatch):
+    import math
+
+    sentences = ["The cat sat on the mat .", "Markets rose on Tuesday ."]
+    (tmp_path / "lm1b").mkdir()
+    (tmp_path / "lm1b" / "test.jsonl").write_text("".join(f'{{"text": "{s}"}}\n' for s in sentences))
+    monkeypatch.chdir(tmp_path)  # the task reads lm1b/test.jsonl from the working directory
+    out = lm_eval.simple_evaluate(
+        model="glauber_ar", model_args=f"pretrained={checkpoint},progress=False", tasks=["glauber_lm1b"],
+        task_manager=TaskManager(include_path=str(TASKS), include_defaults=False), log_samples=True,
+    )
+    loglik = sum(sample["filtered_resps"][0] for sample in out["samples"]["glauber_lm1b"])
+    metrics = out["results"]["glauber_lm1b"]
+    words, num_bytes = sum(len(s.split()) for s in sentences), sum(len(s.encode()) for s in sentences)
+    assert metrics["word_perplexity,none"] == pytest.approx(math.exp(-loglik / words), rel=1e-6)
+    assert metrics["byte_perplexity,none"] == pytest.approx(math.exp(-loglik / num_bytes), rel=1e-6)
+
+
 def _request(kind: str, *args) -> Instance:
     return Instance(request_type=kind, doc={}, arguments=args, idx=0)
 
@@ -148,14 +166,35 @@ def test_generate_until_matches_generate_and_ignores_batching(model, tokenizer):
         _request("generate_until", "hello there", {"until": [], "max_gen_toks": 4, "do_sample": False}),
         _request("generate_until", "x", {"until": "zz", "max_gen_toks": 6, "do_sample": True}),
     ]
-    big = GlauberLM(pretrained=model, tokenizer=tokenizer, batch_size=8, seed=3, progress=False).generate_until(requests)
+    lm = GlauberLM(pretrained=model, tokenizer=tokenizer, batch_size=8, seed=3, progress=False)
+    big = lm.generate_until(requests)
     small = GlauberLM(pretrained=model, tokenizer=tokenizer, batch_size=1, seed=3, progress=False).generate_until(requests)
     assert big == small
-    ids = model.generate(torch.tensor([tokenizer("abc").input_ids]), max_new_tokens=6, seed=[3])
-    assert big[0] == truncate_at(tokenizer.decode(ids[0], skip_special_tokens=True), ["q"])
+    # a request's sample depends on the request, not on its place among the others (other tasks, --limit)
+    assert lm.generate_until(requests[::-1]) == big[::-1] and lm.generate_until(requests[2:]) == big[2:]
+    # lm-eval's repeats are identical requests, and each draws its own sample
+    repeats = lm.generate_until([requests[0]] * 3)
+    assert repeats[0] == big[0] and len(set(repeats)) == 3
     greedy = model.generate(torch.tensor([tokenizer("hello there").input_ids]), max_new_tokens=4, do_sample=False)
     assert big[1] == tokenizer.decode(greedy[0], skip_special_tokens=True)
+    # temperature 0 without do_sample is greedy, as lm-eval's own models read it
+    zero = _request("generate_until", "hello there", {"until": [], "max_gen_toks": 4, "temperature": 0})
+    assert lm.generate_until([zero]) == [big[1]]
     assert truncate_at("12\n34", ["\n", "3"]) == "12"
+
+
+def test_continuations_shorter_than_the_mask_window_are_scored_and_generated(make_model, tokenizer):
+    wide = make_model(num_rounds=1, mask_window=3, content_ids=[byte + 3 for byte in range(32, 127)])
+    lm = GlauberLM(pretrained=wide, tokenizer=tokenizer, mc_samples=2, max_length=8, progress=False)
+    ((logp, _),) = lm.loglikelihood([_request("loglikelihood", "Q:", "A")])
+    prefix = wide.build_prefix(torch.tensor([tokenizer("Q:").input_ids]))
+    expected = -glauber_bound(wide, prefix, torch.tensor([[ord("A") + 3]]), mc_samples=2, mask_window=1, seed=0).mean
+    assert logp == pytest.approx(float(expected), rel=1e-6)
+    # 9 bytes in windows of 8: the last window holds one token
+    (rolled,) = lm.loglikelihood_rolling([_request("loglikelihood_rolling", "123456789")])
+    assert rolled < 0
+    (text,) = lm.generate_until([_request("generate_until", "Q:", {"until": [], "max_gen_toks": 2})])
+    assert len(text) == 2
 
 
 def test_lora_adapter_is_evaluated_unmerged(model, tokenizer, checkpoint, tmp_path):

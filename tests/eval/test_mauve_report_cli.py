@@ -99,3 +99,35 @@ def test_glauber_lm_eval_script_hands_over_to_lm_eval(monkeypatch):
     lm_eval_adapter.cli_evaluate()
     assert seen == [lm_eval_adapter.GlauberLM]
     assert get_model("glauber_ar") is lm_eval_adapter.GlauberARLM
+
+
+def test_eval_bound_scores_a_corpus_whose_texts_are_shorter_than_the_mask_window(make_model, tokenizer, tmp_path):
+    import math
+
+    from eval.bound import causal_nll, glauber_bound
+
+    model = make_model(num_rounds=1, mask_window=3, content_ids=[byte + 3 for byte in range(32, 127)])
+    model.save_pretrained(tmp_path / "ckpt")
+    tokenizer.save_pretrained(tmp_path / "ckpt")
+    rows = [{"prompt": "Q:", "text": "A"}, {"text": "hello"}]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    parser = argparse.ArgumentParser(prog="glauber")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["eval", "bound", "--pretrained", str(tmp_path / "ckpt"), "--data",
+                              str(tmp_path / "data.jsonl"), "--mc_samples", "2", "--out", str(tmp_path / "b.json")])
+    assert args.func(args) == 0
+    metrics = json.loads((tmp_path / "b.json").read_text())["metrics"]
+    bound = causal = 0.0
+    for row in rows:
+        prefix = model.build_prefix(torch.tensor([tokenizer(row.get("prompt", "")).input_ids]))
+        canvas = torch.tensor([tokenizer(row["text"], add_special_tokens=False).input_ids])
+        bound += float(glauber_bound(model, prefix, canvas, mc_samples=2, seed=0).mean)
+        causal += float(causal_nll(model, prefix, canvas))
+    assert metrics["tokens"] == 6
+    assert metrics["bound_nll_per_token"] == pytest.approx(bound / 6, rel=1e-5)
+    assert metrics["bound_ppl"] == pytest.approx(math.exp(bound / 6), rel=1e-5)
+    assert metrics["causal_nll_per_token"] == pytest.approx(causal / 6, rel=1e-5)
+    (tmp_path / "empty.jsonl").write_text('{"text": ""}\n')
+    args.data = str(tmp_path / "empty.jsonl")
+    with pytest.raises(SystemExit, match="row 1 has an empty 'text'"):
+        args.func(args)
