@@ -17,6 +17,7 @@
 set -uo pipefail
 OUT=${OUT:-runs/device}
 WORK=/tmp/glauber-device
+rm -rf "$WORK"  # a rerun on a still-warm machine must not pack the previous run's results
 mkdir -p "$OUT" "$WORK"
 if [ "${WHEELS:-1}" = 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -37,14 +38,19 @@ started=$(date +%s)
 python3 -m puzzles.cli puzzles make sudoku --size 9 --n "${N9:-40000}" --test-size 500 --seed 0 --workers 10 --quiet \
   --out "$WORK/data9" | tail -n 1
 echo "9x9 data: $(( $(date +%s) - started )) s"
+LEFT=$((HARD - ($(date +%s) - started)))  # the data generation came out of the same wall-clock budget
 for job in s9i s9p; do
   positions=false; [ "$job" = s9p ] && positions=true
-  timeout "$HARD" python3 examples/sudoku.py --config examples/configs/sudoku-9x9.json --data "$WORK/data9" \
+  timeout "$LEFT" python3 examples/sudoku.py --config examples/configs/sudoku-9x9.json --data "$WORK/data9" \
     --out "$WORK/$job" "${COMMON[@]}" --set canvas_index=true --set canvas_position_embeddings=$positions --stage1-steps "${S9_STEPS:-1600}" --stage2-steps 15 \
     ${EXTRA:-} > "$WORK/$job.log" 2>&1 &
   eval "P_$job=$!"
 done
-wait $PZ; echo "zebra exit $?"; wait "$P_s9i"; echo "s9i exit $?"; wait "$P_s9p"; echo "s9p exit $?"
+status=0
+for job in zebra s9i s9p; do
+  pid=$PZ; [ "$job" != zebra ] && eval "pid=\$P_$job"
+  wait "$pid"; rc=$?; echo "$job exit $rc"; [ "$rc" = 0 ] || status=1
+done
 for job in zebra s9i s9p; do
   if [ "$job" != s9i ] && [ -d "$WORK/$job/model" ]; then
     python3 -c "import sys; from puzzles.recipe import load_model; from puzzles.run import load_rows, save_demo_asset
@@ -58,3 +64,4 @@ m, t = load_model(sys.argv[1] + '/model'); save_demo_asset(m, t, load_rows(sys.a
   split -b 16000k "$WORK/$job.tgz" "$OUT/$job.tgz.part-"
 done
 cat "$OUT/summary.txt"
+exit "$status"  # non-zero when a job failed or hit its timeout (what it wrote is packed all the same)

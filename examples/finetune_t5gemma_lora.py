@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, HfArgumentParser  # noqa: E402
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, HfArgumentParser, set_seed  # noqa: E402
 
 from modeling_glauber import GlauberT5ForDiffusion  # noqa: E402
 from trainers import (  # noqa: E402
@@ -47,6 +47,7 @@ def tiny_t5gemma():
 
 
 def main(script: LoraScriptArguments, args: GlauberTrainingArguments) -> None:
+    set_seed(args.seed)  # the converted model's new weights are drawn before Trainer seeds
     tiny = script.model_name_or_path == "tiny"
     tokenizer = ByT5Tokenizer() if tiny else AutoTokenizer.from_pretrained(script.model_name_or_path)
     backbone = tiny_t5gemma() if tiny else AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path)

@@ -79,9 +79,12 @@ def pack_text_dataset(
     by either mode), concatenate the rows and cut fixed blocks of `prompt_length + canvas_length` ids: the first
     `prompt_length` become `input_ids` (the prompt P), the rest `canvas_ids`. The separator keeps rows (the lines of a
     text file, the documents of a corpus) from running together for tokenizers that add no word boundary of their
-    own (byte-level, Gemma); "" packs the rows as they are. The trailing partial block is dropped. Works on `Dataset`
-    and streaming `IterableDataset`.
+    own (byte-level, Gemma); "" packs the rows as they are. The blocks tile the concatenated stream from its start; only
+    its trailing partial block is dropped. Works on `Dataset` (the packed set is cached like a `map`) and streaming
+    `IterableDataset`.
     """
+    from datasets import Dataset, Features, IterableDataset, Sequence, Value
+
     if canvas_length < 1 or prompt_length < 0:
         raise ValueError(f"canvas_length must be >= 1 and prompt_length >= 0, got {canvas_length}, {prompt_length}")
     columns = getattr(dataset, "column_names", None)
@@ -89,16 +92,24 @@ def pack_text_dataset(
         raise ValueError(f"text column {text_column!r} not in the dataset's columns {columns}")
     block = prompt_length + canvas_length
 
-    def pack(batch: dict[str, list]) -> dict[str, list]:
-        texts = [text + separator for text in batch[text_column]]
-        ids = [i for text in texts for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
-        starts = range(0, len(ids) - block + 1, block)
-        return {
-            "input_ids": [ids[s : s + prompt_length] for s in starts],
-            "canvas_ids": [ids[s + prompt_length : s + block] for s in starts],
-        }
+    def blocks():
+        # one running buffer over all rows: a row's tail starts the next block (a batched `map` would drop the
+        # leftover of every batch)
+        buffer: list[int] = []
+        for row in dataset:
+            buffer += tokenizer(row[text_column] + separator, add_special_tokens=False)["input_ids"]
+            full = len(buffer) - len(buffer) % block
+            for start in range(0, full, block):
+                yield {
+                    "input_ids": buffer[start : start + prompt_length],
+                    "canvas_ids": buffer[start + prompt_length : start + block],
+                }
+            del buffer[:full]
 
-    return dataset.map(pack, batched=True, batch_size=1000, remove_columns=columns)
+    features = Features({"input_ids": Sequence(Value("int32")), "canvas_ids": Sequence(Value("int32"))})
+    if isinstance(dataset, IterableDataset):
+        return IterableDataset.from_generator(blocks, features=features)
+    return Dataset.from_generator(blocks, features=features)
 
 
 def tokenize_prompt_canvas_rows(dataset, tokenizer, canvas_length: int | None = None):

@@ -1,8 +1,8 @@
 """LoRA on the Glauber model through peft (paper §4.3: T5-Gemma, N = 1).
 
 Targets are the attention and MLP projections of the backbone; the time conditioning (new, zero-initialised
-AdaLN-Zero MLP) must train in full, so it goes in `modules_to_save`. `merge_and_unload()` returns a plain
-`GlauberT5ForDiffusion`.
+AdaLN-Zero MLP) and, where the model has one, the canvas position embedding (new, zero) must train in full, so they
+go in `modules_to_save`. `merge_and_unload()` returns a plain `GlauberT5ForDiffusion`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,22 @@ from torch import nn
 T5GEMMA_LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 T5_LORA_TARGET_MODULES = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]
 TIME_CONDITIONING_MODULES = ["time_conditioning"]
+CANVAS_POSITION_MODULE = "canvas_position_embedding"
+
+
+def new_modules(model) -> list[str]:
+    """The modules conversion added (zero-initialised, so nothing pretrained to adapt): they train in full."""
+    return TIME_CONDITIONING_MODULES + ([CANVAS_POSITION_MODULE] if model.canvas_position_embedding is not None else [])
 
 
 def glauber_lora_config(model, r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0, **kwargs):
-    """A `LoraConfig` for a `GlauberT5ForDiffusion`: backbone projections + the time conditioning in full."""
+    """A `LoraConfig` for a `GlauberT5ForDiffusion`: backbone projections + the new modules in full."""
     from peft import LoraConfig
 
     backbone = model.config.backbone.model_type
     targets = T5GEMMA_LORA_TARGET_MODULES if backbone == "t5gemma" else T5_LORA_TARGET_MODULES
     kwargs.setdefault("target_modules", targets)
-    kwargs.setdefault("modules_to_save", TIME_CONDITIONING_MODULES)
+    kwargs.setdefault("modules_to_save", new_modules(model))
     return LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type=None, **kwargs)
 
 
@@ -44,9 +50,10 @@ def apply_lora(model: nn.Module, lora_config):
             f"(target_modules={targets!r}); use glauber_lora_config(model) or e.g. {T5GEMMA_LORA_TARGET_MODULES} "
             f"for T5-Gemma, {T5_LORA_TARGET_MODULES} for T5"
         )
-    if not set(lora_config.modules_to_save or ()) & set(TIME_CONDITIONING_MODULES):
+    missing = [name for name in new_modules(model) if name not in (lora_config.modules_to_save or ())]
+    if missing:
         raise ValueError(
-            "modules_to_save must include 'time_conditioning': the time-conditioning MLP is new and must be trained"
+            f"modules_to_save must include {missing}: modules the conversion added start at zero and must be trained"
         )
     return get_peft_model(model, lora_config)
 
@@ -55,6 +62,8 @@ __all__ = [
     "T5GEMMA_LORA_TARGET_MODULES",
     "T5_LORA_TARGET_MODULES",
     "TIME_CONDITIONING_MODULES",
+    "CANVAS_POSITION_MODULE",
+    "new_modules",
     "glauber_lora_config",
     "apply_lora",
 ]

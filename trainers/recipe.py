@@ -33,10 +33,26 @@ def tiny_backbone():
                                                decoder_start_token_id=0))
 
 
+def ul2_training_arguments(args, steps: int):
+    """The UL2 stage's `Seq2SeqTrainingArguments`: every `TrainingArguments` field of the Glauber stage's `args`
+    (batch, accumulation, precision, schedule, clipping, workers, ...), but its own `steps`, folder and no saving,
+    evaluation or pushing (the run's checkpoints and results are the Glauber stage's)."""
+    from dataclasses import fields
+
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    shared = {f.name: getattr(args, f.name) for f in fields(TrainingArguments) if f.init}
+    shared.update(
+        output_dir=os.path.join(args.output_dir, "ul2"), max_steps=steps, save_strategy="no", eval_strategy="no",
+        load_best_model_at_end=False, push_to_hub=False, resume_from_checkpoint=None, remove_unused_columns=False,
+    )
+    return Seq2SeqTrainingArguments(**shared)
+
+
 def run_text_recipe(recipe: TextRecipeArguments, args) -> str:
     """Runs step 1 and step 2, saves the model in `args.output_dir`, prints a sample; returns the output folder."""
     import torch
-    from transformers import AutoTokenizer, ByT5Tokenizer, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import AutoTokenizer, ByT5Tokenizer, Seq2SeqTrainer, set_seed
 
     from modeling_glauber import GlauberT5ForDiffusion
 
@@ -46,6 +62,7 @@ def run_text_recipe(recipe: TextRecipeArguments, args) -> str:
 
     if args.canvas_length is None:
         args.canvas_length = 32  # the recipe packs fixed canvases: L must be known
+    set_seed(args.seed)  # before the model is built: Trainer seeds only once it starts, after conversion
     tiny = recipe.model_name_or_path == "tiny"
     tokenizer = ByT5Tokenizer() if tiny else AutoTokenizer.from_pretrained(recipe.model_name_or_path)
     backbone = tiny_backbone() if tiny else recipe.model_name_or_path
@@ -55,13 +72,8 @@ def run_text_recipe(recipe: TextRecipeArguments, args) -> str:
     data = pack_text_dataset(raw, tokenizer, args.canvas_length, recipe.prompt_length, recipe.text_column)
 
     if recipe.ul2_steps > 0:  # step 1: UL2 mixture of denoisers (τ = 1)
-        ul2_args = Seq2SeqTrainingArguments(
-            output_dir=os.path.join(args.output_dir, "ul2"), max_steps=recipe.ul2_steps,
-            per_device_train_batch_size=args.per_device_train_batch_size, learning_rate=args.learning_rate,
-            use_cpu=args.use_cpu, report_to=args.report_to, save_strategy="no", logging_steps=args.logging_steps,
-            remove_unused_columns=False, seed=args.seed, disable_tqdm=args.disable_tqdm,
-        )
-        Seq2SeqTrainer(model=model, args=ul2_args, train_dataset=data, processing_class=tokenizer,
+        Seq2SeqTrainer(model=model, args=ul2_training_arguments(args, recipe.ul2_steps), train_dataset=data,
+                       processing_class=tokenizer,
                        data_collator=UL2DataCollator.from_model(model, seed=args.seed)).train()
 
     trainer = GlauberTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)  # step 2
@@ -77,4 +89,4 @@ def run_text_recipe(recipe: TextRecipeArguments, args) -> str:
     return args.output_dir
 
 
-__all__ = ["TextRecipeArguments", "run_text_recipe", "tiny_backbone", "DEFAULT_CORPUS"]
+__all__ = ["TextRecipeArguments", "run_text_recipe", "tiny_backbone", "ul2_training_arguments", "DEFAULT_CORPUS"]

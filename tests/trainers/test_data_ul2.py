@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from trainer_fixtures import CORPUS, tiny_t5
@@ -34,6 +35,11 @@ def test_pack_local_corpus_and_streaming(tokenizer):
 
     lines = open(CORPUS).read().splitlines()
     assert decoded(packed).startswith(lines[0] + "\n" + lines[1] + "\n")
+    # the blocks tile the whole token stream: nothing is lost between rows, however many rows there are
+    many = Dataset.from_dict({"text": lines * 20})
+    stream = [i for line in lines * 20 for i in tokenizer(line + "\n", add_special_tokens=False).input_ids]
+    flat = [i for r in pack_text_dataset(many, tokenizer, canvas_length=500) for i in r["canvas_ids"]]
+    assert flat == stream[: len(flat)] and len(stream) - len(flat) < 500
     glued = pack_text_dataset(load_text_dataset(CORPUS), tokenizer, canvas_length=32, prompt_length=8, separator="")
     assert decoded(glued).startswith(lines[0] + lines[1])
     with pytest.raises(ValueError, match="text column"):
@@ -83,6 +89,19 @@ def test_ul2_collator_builds_r_s_x_examples(tokenizer):
     inputs = s["input_ids"][0][s["attention_mask"][0].bool()].tolist()
     labels = [t for t in s["labels"][0].tolist() if t != -100]
     assert inputs[0] == 5 and inputs[1:-1] + labels[:-1] == ids
+
+
+def test_ul2_corruption_differs_between_dataloader_workers_and_epochs():
+    model = tiny_t5()
+    collator = UL2DataCollator.from_model(model, mixture=[UL2Denoiser("R", 1.0, 0.15, 3.0)], seed=0)
+    rows = [{"input_ids": list(range(10, 74))}] * 4
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(rows, batch_size=1, num_workers=2, collate_fn=collator)
+    epochs = [[batch["input_ids"].tolist() for batch in loader] for _ in range(2)]
+    assert epochs[0][0] != epochs[0][1]  # the first batch of worker 0 and of worker 1: the same row
+    assert epochs[0] != epochs[1]
+    torch.manual_seed(0)
+    assert [batch["input_ids"].tolist() for batch in loader] == epochs[0]  # and reproducible from torch's seed
 
 
 def test_ul2_spans_keep_their_mean_length_on_long_sequences(tokenizer):

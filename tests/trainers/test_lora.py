@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 
 from modeling_glauber import GlauberT5ForDiffusion
-from trainer_fixtures import tiny_t5gemma, toy_rows
+from trainer_fixtures import tiny_t5, tiny_t5gemma, toy_rows
 from trainers import CopyReference, GlauberTrainer, GlauberTrainingArguments, apply_lora, glauber_lora_config
 
 
@@ -76,6 +76,16 @@ def test_lora_resume_restores_the_adapter_reference(tmp_path):
     assert losses(resumed)[2:] == losses(full)[2:]
     for (name, ref, _), (_, ref_full, _) in zip(resumed.reference.pairs(), full.reference.pairs()):
         assert torch.equal(ref, ref_full), name
+
+
+def test_a_canvas_position_embedding_trains_in_full_under_lora():
+    model = tiny_t5(canvas_position_embeddings=6)
+    peft_model = apply_lora(model, glauber_lora_config(model))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("canvas_position_embedding" in n for n in trainable)
+    with pytest.raises(ValueError, match="canvas_position_embedding"):
+        apply_lora(tiny_t5(canvas_position_embeddings=6),
+                   glauber_lora_config(model, modules_to_save=["time_conditioning"]))
 
 
 def test_lora_config_targeting_nothing_is_an_error():
