@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from puzzles.files import write_text_atomic  # noqa: E402
 from puzzles.run import add_run_arguments, run  # noqa: E402
 
 if __name__ == "__main__":
@@ -32,4 +33,4 @@ if __name__ == "__main__":
     results = Path(args.out) / "results.json"
     record = json.loads(results.read_text())
     record["command"] = " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv)
-    results.write_text(json.dumps(record, indent=2))
+    write_text_atomic(results, json.dumps(record, indent=2))

@@ -19,9 +19,11 @@ def main() -> None:
     parser.add_argument("--backbone", default=None, help="Hub id or directory of a T5 / T5-Gemma model")
     parser.add_argument("--prompt", default="The history of")
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--num-rounds", type=int, default=1)
+    parser.add_argument("--num-rounds", type=int, default=1, help="N >= 0 (0: the causal draft alone)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.num_rounds < 0 or args.max_new_tokens < 1:
+        parser.error("--num-rounds must be >= 0 and --max-new-tokens >= 1")
 
     if args.backbone is None:
         print("NOTE: no --backbone given: using a tiny RANDOMLY INITIALISED T5 (untrained weights), so the text is")
@@ -35,7 +37,8 @@ def main() -> None:
     else:
         tokenizer = AutoTokenizer.from_pretrained(args.backbone)
         backbone = args.backbone
-    model = GlauberT5ForDiffusion.from_backbone(backbone, tokenizer, num_rounds=args.num_rounds).eval()
+    # the schedule needs N >= 1; generating with fewer rounds runs its last ones (N' = 0: the draft)
+    model = GlauberT5ForDiffusion.from_backbone(backbone, tokenizer, num_rounds=max(1, args.num_rounds)).eval()
     enc = tokenizer([args.prompt], return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=args.max_new_tokens, num_rounds=args.num_rounds, top_p=0.95,
                          seed=args.seed, return_dict_in_generate=True, progress=True)

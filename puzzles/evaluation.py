@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from puzzles.files import write_text_atomic
 from puzzles.metrics import evaluate_predictions, is_solved
 
 Method = Callable[[list[dict[str, Any]]], tuple[list[list[str]], int]]
@@ -106,7 +107,4 @@ def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str
 def write_results(records: Sequence[dict[str, Any]], path: str | Path, **extra: Any) -> Path:
     """JSON of every record (per-row solved flags dropped) plus `extra` fields (config, timings, machine)."""
     slim = [{k: v for k, v in r.items() if k != "solved_rows"} for r in records]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**extra, "results": slim}, indent=2))
-    return path
+    return write_text_atomic(path, json.dumps({**extra, "results": slim}, indent=2))

@@ -1,4 +1,4 @@
-"""Writing a folder (dataset, checkpoint) so that readers never see it half written."""
+"""Writing a folder (dataset, checkpoint) or a file (results) so that readers never see it half written."""
 
 from __future__ import annotations
 
@@ -32,3 +32,13 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """`path.write_text(text)`, but through a file beside it that replaces `path` only once complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.partial")
+    staged.write_text(text, encoding="utf-8")
+    os.replace(staged, path)
+    return path

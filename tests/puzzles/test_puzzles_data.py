@@ -139,6 +139,19 @@ def test_save_atomic_failure_leaves_nothing(tmp_path: Path, sudoku4, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
 
 
+def test_results_files_are_replaced_whole(tmp_path: Path, monkeypatch) -> None:
+    from puzzles.files import write_text_atomic
+
+    target = write_text_atomic(tmp_path / "r" / "results.json", "old")
+    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write_text_atomic(target, "new")
+    assert target.read_text() == "old"  # a failed write leaves the previous results whole
+    monkeypatch.undo()
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and [p.name for p in target.parent.iterdir()] == ["results.json"]
+
+
 def test_cli_make_sudoku_and_zebra(tmp_path: Path, capsys) -> None:
     out = tmp_path / "s"
     rc = cli.main(["puzzles", "make", "sudoku", "--size", "6", "--n", "12", "--test-size", "3", "--seed", "1", "--out", str(out), "--quiet"])
