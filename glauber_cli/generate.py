@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--trust-remote-code", action="store_true", help="load the checkpoint's own code files")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow code a Hub checkpoint names in its config (a Glauber checkpoint runs on this "
+                        "installed package's code, which is registered for its Auto classes)")
     parser.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ Span corruption follows T5: masked spans are replaced by `<extra_id_i>` in the i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +100,14 @@ class UL2DataCollator:
         """Boolean noise mask with ≈ density·length noise tokens in ≈ noise/mean_span spans (T5's segmentation)."""
         num_noise = int(np.clip(round(length * denoiser.noise_density), 1, length - 1))
         num_spans = int(np.clip(round(num_noise / denoiser.mean_span_length), 1, min(num_noise, length - num_noise)))
-        num_spans = min(num_spans, len(self.sentinel_token_ids))
+        if num_spans > len(self.sentinel_token_ids):
+            # one sentinel per span: with too few, the spans grow past the denoiser's mean length
+            warnings.warn(
+                f"a {denoiser.kind} example of {length} tokens needs {num_spans} spans but the tokenizer has only "
+                f"{len(self.sentinel_token_ids)} sentinels: its spans are longer than {denoiser.mean_span_length}",
+                stacklevel=2,
+            )
+            num_spans = len(self.sentinel_token_ids)
 
         def segment(total: int) -> np.ndarray:
             cuts = np.sort(self._rng.choice(np.arange(1, total), num_spans - 1, replace=False)) if num_spans > 1 else []

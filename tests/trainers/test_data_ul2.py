@@ -113,6 +113,9 @@ def test_ul2_spans_keep_their_mean_length_on_long_sequences(tokenizer):
     sentinels = set(model.config.sentinel_token_ids)
     spans = sum(int(t) in sentinels for t in batch["input_ids"][0])
     assert spans == round(0.15 * 600 / 3.0)
+    few = UL2DataCollator(model.config.sentinel_token_ids[:8], mixture=[UL2Denoiser("R", 1.0, 0.15, 3.0)])
+    with pytest.warns(UserWarning, match="needs 30 spans but the tokenizer has only 8 sentinels"):
+        few([{"input_ids": [10 + i % 240 for i in range(600)]}])
 
 
 def test_ul2_stage_trains_with_seq2seq_trainer(tmp_path, tokenizer):
