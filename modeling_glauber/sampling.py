@@ -31,7 +31,7 @@ class SamplingParams:
 
     def __post_init__(self):
         if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
-            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+            raise ValueError(f"temperature must be a number >= 0 (> 0 when sampling), got {self.temperature!r}")
         if self.do_sample and self.temperature == 0:
             raise ValueError("temperature must be a number > 0 when sampling; use do_sample=False for greedy")
         if self.top_k is not None and (not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0):
