@@ -85,6 +85,7 @@ class GlauberLM(LM):
             peft: LoRA adapter directory, applied unmerged on top of `pretrained`.
             scorer: "elbo" (the Glauber bound, default) or "causal" (exact CAUSAL-GEN log-likelihood).
             num_rounds: N' ≤ config.num_rounds for generation and the bound (default: the config's; 0 = causal only).
+            mask_window: w (default: the checkpoint's, clipped to a shorter continuation; a w given here is not).
             mc_samples: noising trajectories averaged per request by the elbo scorer.
             batch_size: rows per model call (the elbo scorer counts a trajectory as a row).
             device: where the model runs; default "cuda" when available, else "cpu". A CUDA device asked for on a
@@ -119,7 +120,8 @@ class GlauberLM(LM):
             isinstance(self.num_rounds, int) and 0 <= self.num_rounds <= config.num_rounds,
             f"num_rounds must be an integer in [0, {config.num_rounds}] (the checkpoint's num_rounds), got {num_rounds!r}",
         )
-        self.mask_window = config.mask_window if mask_window is None else _positive_int("mask_window", mask_window)
+        # None: the checkpoint's w, which generate and the bound clip to a shorter continuation
+        self.mask_window = None if mask_window is None else _positive_int("mask_window", mask_window)
         self.scorer = scorer
         self.seed = seed
         self.sampling = dict(do_sample=bool(do_sample), temperature=temperature, top_k=top_k, top_p=top_p)
@@ -151,7 +153,7 @@ class GlauberLM(LM):
                 if self.scorer == "elbo":
                     estimate = glauber_bound(
                         self.model, prefix, canvas, mc_samples=self.mc_samples, seed=self.seed,
-                        num_rounds=self.num_rounds, mask_window=self._window(length), batch_size=self.batch_size,
+                        num_rounds=self.num_rounds, mask_window=self.mask_window, batch_size=self.batch_size,
                     )
                     logp = -estimate.mean
                     greedy = self._greedy_generation(input_ids, mask, length) == canvas if want_greedy else None
@@ -163,10 +165,6 @@ class GlauberLM(LM):
                 bar.update(len(chunk))
         bar.close()
         return results
-
-    def _window(self, length: int) -> int:
-        """The mask window for a canvas of `length`: a continuation shorter than w masks all of itself."""
-        return min(self.mask_window, length)
 
     def _pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(1, max(map(len, prompts)))
@@ -184,7 +182,7 @@ class GlauberLM(LM):
 
     def _greedy_generation(self, input_ids, mask, length: int) -> torch.Tensor:
         return self.model.generate(
-            input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds, mask_window=self._window(length),
+            input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds, mask_window=self.mask_window,
             do_sample=False, seed=self.seed,
         )
 
@@ -242,7 +240,7 @@ class GlauberLM(LM):
                 input_ids, mask = encode_prompts(self.tokenizer, [requests[i].args[0] for i in chunk], self.model.device)
                 sequences = self.model.generate(
                     input_ids, mask, max_new_tokens=length, num_rounds=self.num_rounds,
-                    mask_window=self._window(length), seed=[seeds[i] for i in chunk], **dict(sampling),
+                    mask_window=self.mask_window, seed=[seeds[i] for i in chunk], **dict(sampling),
                 )
                 for index, text in zip(chunk, decode_canvas(self.tokenizer, sequences)):
                     outputs[index] = truncate_at(text, settings[index])

@@ -126,6 +126,11 @@ def infill_encoder_inputs(
     return ids, mask
 
 
+def infill_encoder_width(prefix: GlauberPrefix, length: int) -> int:
+    """Columns of `infill_encoder_inputs` for a canvas of `length`: the left-padded `[R] + P`, x and `</s>`."""
+    return prefix.infill_ids.shape[1] + length + 1
+
+
 def infill_canvas_positions(prefix: GlauberPrefix, length: int) -> torch.Tensor:
     """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`."""
     device = prefix.infill_ids.device

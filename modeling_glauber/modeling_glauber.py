@@ -26,6 +26,7 @@ from .infill import (
     infill_canvas_positions,
     infill_decoder_inputs,
     infill_encoder_inputs,
+    infill_encoder_width,
 )
 from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
@@ -541,8 +542,15 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         if bool(frozen.all()):
             raise ValueError("frozen_mask freezes every canvas position: there is nothing to generate")
 
-        seeds = resolve_seeds(seed, batch, self.device)
         prefix = self.build_prefix(input_ids, attention_mask, batch)
+        limit, width = self.config.max_sequence_length, infill_encoder_width(prefix, length)
+        if limit is not None and width > limit:
+            prompt = int(prefix.infill_mask.sum(1).max()) - (self.config.r_mode_token_id is not None)
+            raise ValueError(
+                f"prompt ({prompt} tokens) + canvas ({length}) + {width - prompt - length} special token(s) exceed "
+                f"the backbone's maximum sequence length {limit}"
+            )
+        seeds = resolve_seeds(seed, batch, self.device)
         schedule = self.schedule(length)
         last_step = num_rounds * length
         positions = schedule.positions[:last_step].to(self.device)
@@ -589,7 +597,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         A config that sets a field this sampler cannot honour (beam search, penalties, `max_length`, …) is refused
         rather than silently ignored.
         """
-        configs = [c for c in (generation_config, getattr(self, "generation_config", None)) if c is not None]
+        configs = [c for c in (generation_config, self.generation_config) if c is not None]
         understood = set(arguments) | _IGNORED_GENERATE_KWARGS | {"transformers_version", "_from_model_config"}
         for config in configs:
             unsupported = sorted(set(config.to_diff_dict()) - understood)
@@ -668,18 +676,6 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         if table and length > table:
             raise ValueError(
                 f"the canvas has L={length} positions, but the model embeds positions < canvas_position_embeddings={table}"
-            )
-        limit = self.config.max_sequence_length
-        if input_ids is None:
-            prompt = 0
-        else:
-            keep = attention_mask.bool() if attention_mask is not None else input_ids != self.config.pad_id
-            prompt = int(keep.sum(1).max()) if input_ids.numel() else 0
-        specials = 1 + (self.config.r_mode_token_id is not None)  # the infill encoder's [R] and </s>
-        if limit is not None and prompt + length + specials > limit:
-            raise ValueError(
-                f"prompt ({prompt} tokens) + canvas ({length}) + {specials} special token(s) exceed the backbone's "
-                f"maximum sequence length {limit}"
             )
         if frozen_mask is not None:
             if canvas_ids is None:

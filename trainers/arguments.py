@@ -24,7 +24,7 @@ def _deepspeed_zero_stage(deepspeed) -> int | None:
     if isinstance(deepspeed, str):
         with open(deepspeed, encoding="utf-8") as handle:
             deepspeed = json.load(handle)
-    stage = (deepspeed or {}).get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
     return None if stage in (None, "auto") else int(stage)
 
 

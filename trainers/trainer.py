@@ -230,8 +230,7 @@ class GlauberTrainer(Trainer):
             stats = self._stats.to(self.args.device)
             if self.accelerator.num_processes > 1:
                 stats = self.accelerator.reduce(stats, reduction="sum")
-            stats = stats.cpu().clone()  # on the CPU `.to` and `.cpu` return self._stats itself
-            self._stats.zero_()
+            stats = stats.cpu()
             nb = self.args.loss_time_buckets
             for i in range(nb):
                 if stats[nb + i] > 0:
@@ -240,6 +239,7 @@ class GlauberTrainer(Trainer):
                 logs["loss_infill"] = float(stats[2 * nb] / stats[2 * nb + 1])
             if stats[2 * nb + 3] > 0:
                 logs["loss_causal"] = float(stats[2 * nb + 2] / stats[2 * nb + 3])
+            self._stats.zero_()  # last: on the CPU `stats` may be this very tensor
         super().log(logs, start_time)
 
     def evaluation_loop(self, *args, **kwargs):
