@@ -12,9 +12,10 @@ One noising trajectory gives an unbiased estimate; `mc_samples` trajectories are
 
 from __future__ import annotations
 
+
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -96,6 +97,8 @@ def glauber_bound(
     num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, mask_window, length)
     device = canvas.device
     frozen = torch.zeros_like(canvas, dtype=torch.bool) if frozen is None else frozen.to(device).bool()
+    if getattr(model, "canvas_given_embedding", None) is not None and prefix.given is None:
+        prefix = replace(prefix, given=frozen)  # the infill marks the givens, as generate() does
     schedule = model.schedule(length)
     steps = num_rounds * length
     positions = schedule.positions[:steps].to(device)

@@ -1,14 +1,18 @@
-"""Baselines on the same backbone, data and harness as the Glauber model.
+"""Baselines on the same network, encoding, data and harness as the Glauber model.
 
-- Masked diffusion (Ye / Kim): the recipe's backbone (`build_backbone`: T5 or T5-Gemma) trained with the MDM
-  objective — each free cell masked with probability t ~ U(0, 1], encoder `P + x_masked + </s>` (one mask token,
-  `<extra_id_0>`, for every masked cell, laid out by `modeling_glauber.infill`), the decoder reads the masked canvas
-  shifted right and predicts every cell in one pass; cross-entropy on masked cells. Decoding reveals one cell per
+Both baselines are the recipe's own network (`build_model`: the same backbone and the same canvas encoding — factor
+tables, given marker, prompt positions, infill without the prompt — run at τ = 1), so a table compares methods, not
+encodings.
+
+- Masked diffusion (Ye / Kim): trained with the MDM objective — each free cell masked with probability
+  t ~ U(0, 1], encoder laid out as MASK-INFILL's `[R] + P + x_masked + </s>` (one mask token, `<extra_id_0>`, for
+  every masked cell), the decoder reads the masked canvas shifted right (token j carrying cell j's position) and
+  predicts every cell in one pass; cross-entropy on masked cells. Decoding reveals one cell per
   call, the masked cell with the highest top-1 probability ("Top-K probability") or top-1 minus top-2 margin ("Top-K
   margin", Kim et al.); revealed cells stay fixed.
-- Autoregressive in solver order (Shah): the same backbone whose decoder emits `(row, col, value)`
-  triplets of the free cells in the `solver_order` column (givens are in the encoder prompt); greedy decoding with
-  the triplet grammar enforced. The causal-only model in a random order is the Glauber model's own draft (N = 0).
+- Autoregressive in solver order (Shah): encoder laid out as CAUSAL-GEN's `[S] + P + </s>`, decoder emitting
+  `(row, col, value)` triplets of the free cells in the `solver_order` column (givens are in the encoder prompt);
+  greedy decoding with the KV cache and the triplet grammar enforced. The causal-only model in a random order is the Glauber model's own draft (N = 0).
 """
 
 from __future__ import annotations
@@ -20,30 +24,31 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from modeling_glauber.infill import build_prefix, infill_encoder_inputs, mask_canvas
+from transformers.modeling_outputs import BaseModelOutput
+
+from modeling_glauber.infill import causal_encoder_inputs, infill_encoder_inputs, mask_canvas
 from puzzles.metrics import givens
 from puzzles.recipe import canvas_inputs
 from puzzles.tokenizer import encoder_prompts
-from trainers import GlauberDataCollator
+from trainers import GlauberDataCollator, WorkerGenerator
 
 SCORES = ("probability", "margin")
 
 
-def _prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, model: PreTrainedModel):
-    c = model.config
-    return build_prefix(input_ids, attention_mask, input_ids.shape[0], s_mode_token_id=None, r_mode_token_id=None,
-                        eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id, device=input_ids.device)
-
-
-def _mdm_inputs(model, prefix, canvas: torch.Tensor, masked: torch.Tensor, mask_id: int):
-    """Encoder ids/mask `P + x_masked + </s>` and decoder input `[start] + x_masked[:-1]`."""
+def _mdm_inputs(model, prefix, canvas: torch.Tensor, masked: torch.Tensor, mask_id: int) -> dict[str, torch.Tensor]:
+    """Forward arguments: encoder `[R] + P + x_masked + </s>` with MASK-INFILL's canvas annotations, decoder input
+    `[start] + x_masked[:-1]`, decoder token j annotated with cell j (the one it predicts)."""
     length = canvas.shape[1]
     positions = torch.arange(length, device=canvas.device)
     masks = torch.full((length,), mask_id, dtype=torch.long, device=canvas.device)
-    enc_ids, enc_mask = infill_encoder_inputs(prefix, canvas, positions, masked, masks, model.config.eos_token_id)
+    enc_ids, enc_mask = infill_encoder_inputs(prefix, canvas, positions, masked, masks, model.config.eos_id)
     shown = mask_canvas(canvas, positions, masked, masks)
-    start = torch.full_like(shown[:, :1], model.config.decoder_start_token_id)
-    return enc_ids, enc_mask, torch.cat([start, shown[:, :-1]], dim=1)
+    start = torch.full_like(shown[:, :1], model.config.decoder_start_id)
+    inputs = {"input_ids": enc_ids, "attention_mask": enc_mask, "decoder_input_ids": torch.cat([start, shown[:, :-1]], 1)}
+    inputs.update(model.infill_encoder_annotations(prefix, length))
+    if model.has_canvas_embedding:
+        inputs["decoder_canvas_positions"] = positions.expand_as(shown)
+    return inputs
 
 
 @dataclass
@@ -55,8 +60,12 @@ class MaskedDiffusionCollator:
     seed: int = 0
 
     def __post_init__(self):
-        self._rng = np.random.default_rng(self.seed)
-        self._base = GlauberDataCollator(self.model.config.pad_token_id)
+        self._generators = WorkerGenerator(self.seed)
+        self._base = GlauberDataCollator(self.model.config.pad_id)
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        return self._generators.get()
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self._base(features)
@@ -66,10 +75,11 @@ class MaskedDiffusionCollator:
         masked = (torch.as_tensor(self._rng.random((rows, length)), dtype=torch.float32) < t) & ~frozen
         forced = torch.as_tensor(self._rng.random((rows, length))).masked_fill(frozen, -1.0).argmax(dim=1)
         masked[torch.arange(rows), forced] = True
-        prefix = _prefix(batch["input_ids"], batch["attention_mask"], self.model)
-        enc_ids, enc_mask, dec_ids = _mdm_inputs(self.model, prefix, canvas, masked, self.mask_id)
-        return {"input_ids": enc_ids, "attention_mask": enc_mask, "decoder_input_ids": dec_ids,
-                "labels": canvas.masked_fill(~masked, -100)}
+        prefix = self.model.build_prefix(batch["input_ids"], batch["attention_mask"], frozen_mask=frozen,
+                                         device=canvas.device)
+        inputs = _mdm_inputs(self.model, prefix, canvas, masked, self.mask_id)
+        inputs["labels"] = canvas.masked_fill(~masked, -100)
+        return inputs
 
 
 @torch.no_grad()
@@ -83,12 +93,11 @@ def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
     predictions, calls = [], 0
     for start in range(0, len(rows), batch_size):
         ids, attn, canvas, frozen = canvas_inputs(rows[start:start + batch_size], tokenizer, model.device)
-        prefix = _prefix(ids, attn, model)
+        prefix = model.build_prefix(ids, attn, frozen_mask=frozen)
         masked = ~frozen
         steps = 0
         while bool(masked.any()):
-            enc_ids, enc_mask, dec_ids = _mdm_inputs(model, prefix, canvas, masked, mask_id)
-            logits = model(input_ids=enc_ids, attention_mask=enc_mask, decoder_input_ids=dec_ids).logits
+            logits = model(**_mdm_inputs(model, prefix, canvas, masked, mask_id)).logits
             probs = logits[..., legal].float().softmax(dim=-1)  # [B, L, |legal|]
             top = probs.topk(2, dim=-1).values
             confidence = top[..., 0] if score == "probability" else top[..., 0] - top[..., 1]
@@ -109,22 +118,34 @@ def _grid_width(row: dict[str, Any]) -> int:
     return int(row["size"].split("x")[0]) if row["kind"] == "sudoku" else 6
 
 
+def _ar_encoder_inputs(model, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                       device: torch.device) -> dict[str, torch.Tensor]:
+    """Encoder `[S] + P + </s>` of each row with CAUSAL-GEN's canvas annotations (the prompt's cell positions)."""
+    enc = tokenizer(encoder_prompts(tokenizer, [r["prompt"] for r in rows]), add_special_tokens=False,
+                    return_tensors="pt", padding=True)
+    prefix = model.build_prefix(enc["input_ids"], enc["attention_mask"], device=device)
+    ids, mask = causal_encoder_inputs(prefix, model.config.eos_id)
+    length = len(rows[0]["canvas"].split())
+    return {"input_ids": ids, "attention_mask": mask, **model.causal_encoder_annotations(prefix, length)}
+
+
 @dataclass
 class SolverOrderCollator:
-    """Shah-style AR batches: encoder `P + </s>`, decoder target the free cells' `(r, c, v)` in solver order + `</s>`."""
+    """Shah-style AR batches: encoder `[S] + P + </s>`, decoder target the free cells' `(r, c, v)` in solver order
+    + `</s>` (the backbone shifts the labels right into the decoder input)."""
 
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerFast
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
-        encoders = tok(encoder_prompts(tok, [f["prompt"] for f in features]))["input_ids"]
+        inputs = _ar_encoder_inputs(self.model, tok, features, torch.device("cpu"))
         targets = [tok(" ".join(solver_triplets(f)))["input_ids"] for f in features]
-        enc = torch.full((len(features), max(map(len, encoders))), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), max(map(len, targets))), -100, dtype=torch.long)
-        for i, (e, t) in enumerate(zip(encoders, targets)):
-            enc[i, : len(e)] = torch.as_tensor(e)
+        for i, t in enumerate(targets):
             labels[i, : len(t)] = torch.as_tensor(t)
-        return {"input_ids": enc, "attention_mask": (enc != tok.pad_token_id).long(), "labels": labels}
+        inputs["labels"] = labels
+        return inputs
 
 
 def solver_triplets(row: dict[str, Any]) -> list[str]:
@@ -151,13 +172,19 @@ def solver_order_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokeni
     predictions, calls = [], 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        enc = tokenizer(encoder_prompts(tokenizer, [r["prompt"] for r in chunk]), return_tensors="pt",
-                        padding=True).to(model.device)
+        encoder = _ar_encoder_inputs(model, tokenizer, chunk, model.device)
         steps = 3 * max(len(r["solver_order"]) for r in chunk)
-        out = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=1,
-                             logits_processor=[_Grammar(grammar)])
+        token = torch.full((len(chunk), 1), model.config.decoder_start_id, dtype=torch.long, device=model.device)
+        inputs, cache, generated = dict(encoder), None, []
+        for step in range(steps):
+            out = model(**inputs, decoder_input_ids=token, cache=cache, use_cache=True)
+            cache = out.cache
+            token = (out.logits[:, -1].float() + grammar[step % 3]).argmax(dim=-1, keepdim=True)
+            generated.append(token)
+            inputs = {"encoder_outputs": BaseModelOutput(last_hidden_state=out.encoder_last_hidden_state),
+                      "attention_mask": encoder["attention_mask"]}
         calls = max(calls, steps)
-        for row, ids in zip(chunk, out[:, 1:].tolist()):
+        for row, ids in zip(chunk, torch.cat(generated, dim=1).tolist()):
             cells = givens(row)
             # a row with fewer blanks than the batch's longest is forced past its own end: keep its own triplets
             words = tokenizer.convert_ids_to_tokens(ids[: 3 * row["frozen"].count(False)])
@@ -168,13 +195,3 @@ def solver_order_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokeni
             predictions.append(cells)
     return predictions, calls
 
-
-class _Grammar:
-    """Logits processor: the i-th generated token must come from `masks[i % 3]` (row, column, value)."""
-
-    def __init__(self, masks: list[torch.Tensor]):
-        self.masks = masks
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        position = input_ids.shape[1] - 1  # tokens generated so far (after decoder_start)
-        return scores + self.masks[position % 3]

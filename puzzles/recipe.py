@@ -32,10 +32,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, T5Config, T5F
 from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
-from modeling_glauber.infill import build_prefix, concat_mode_inputs, infill_span_targets
+from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
+from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
 from puzzles.tokenizer import build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
-from trainers import GlauberDataCollator, GlauberTrainer, GlauberTrainingArguments, tokenize_prompt_canvas_rows
+from trainers import (
+    GlauberDataCollator,
+    GlauberTrainer,
+    GlauberTrainingArguments,
+    WorkerGenerator,
+    tokenize_prompt_canvas_rows,
+)
 
 
 BACKBONES = ("t5", "t5gemma")
@@ -66,6 +73,13 @@ class RecipeConfig:
     canvas_index: bool = False  # the prompt ends with one index word per canvas cell (`canvas_index_words`)
     # a learned embedding of each canvas cell on the infill canvas and on the causal decoder input that writes it
     canvas_position_embeddings: bool = False
+    # DESIGN §9 (Sudoku): row + column + box tables instead of one per cell (`canvas_position_factors`)
+    canvas_factors: bool = False
+    given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
+    infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
+    # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
+    prompt_positions: bool = False
+    augment: bool = False  # stage 1 draws a random grid symmetry and digit relabelling per Sudoku row
     time_dim: int = 64
     num_rounds: int = 3
     mask_window: int = 1
@@ -92,6 +106,18 @@ class RecipeConfig:
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.kind not in ("sudoku", "zebra"):
+            raise ValueError(f"kind must be 'sudoku' or 'zebra', got {self.kind!r}")
+        if self.kind == "sudoku" and self.size not in BOX_SHAPES:
+            raise ValueError(f"size must be a Sudoku side this project knows, one of {sorted(BOX_SHAPES)}, got "
+                             f"{self.size!r}")
+        for name in ("canvas_factors", "prompt_positions", "augment"):
+            if getattr(self, name) and self.kind != "sudoku":
+                raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
+        if self.prompt_positions and self.canvas_index:
+            raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
+        if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
+            raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
         for name in ("stage1_steps", "stage2_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 skips the stage, e.g. to evaluate an --init-from "
@@ -186,6 +212,10 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         time_frequency_dim=cfg.time_dim,
         time_embedding_dim=cfg.time_dim,
         canvas_position_embeddings=canvas_cells(cfg) if cfg.canvas_position_embeddings else 0,
+        canvas_position_factors=canvas_factors(cfg.size) if cfg.canvas_factors else None,
+        canvas_given_embedding=cfg.given_embedding,
+        prompt_canvas_positions=cfg.prompt_positions,
+        infill_reads_prompt=cfg.infill_prompt,
     )
     # the Zebra filler is always frozen, so free cells can only ever take real values
     model.restrict_canvas_vocabulary(tokenizer.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size)))
@@ -246,6 +276,7 @@ class PuzzleUL2Collator:
     relabel_corruption: float = 0.0
     draft_corruption: float = 0.0
     seed: int = 0
+    augment_size: int | None = None  # Sudoku side: draw a grid symmetry and a digit relabelling for every row
 
     def __post_init__(self):
         for name in ("relabel_corruption", "draft_corruption"):
@@ -256,18 +287,22 @@ class PuzzleUL2Collator:
                 f"relabel_corruption + draft_corruption must be at most 1 (shares of the R-task examples), got "
                 f"{self.relabel_corruption} + {self.draft_corruption}"
             )
-        self._rng = np.random.default_rng(self.seed)
+        self._generators = WorkerGenerator(self.seed)
         self._base = GlauberDataCollator(self.model.config.pad_id)
+
+    @property
+    def _rng(self) -> np.random.Generator:
+        return self._generators.get()
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         c = self.model.config
         batch = self._base(features)
+        if self.augment_size is not None:
+            batch = self._augment(batch)
         canvas, frozen = batch["canvas_ids"], batch["frozen"]
         rows, length = canvas.shape
-        prefix = build_prefix(
-            batch["input_ids"], batch["attention_mask"], rows, s_mode_token_id=c.s_mode_token_id,
-            r_mode_token_id=c.r_mode_token_id, eos_token_id=c.eos_id, pad_token_id=c.pad_id, device=canvas.device,
-        )
+        prefix = self.model.build_prefix(batch["input_ids"], batch["attention_mask"], frozen_mask=frozen,
+                                         device=canvas.device)
         causal = torch.as_tensor(self._rng.random(rows) < self.causal_fraction)
         c_rows = causal.nonzero().flatten()
         i_rows = (~causal).nonzero().flatten().repeat_interleave(self.infill_per_row)
@@ -292,6 +327,22 @@ class PuzzleUL2Collator:
         width = inputs["decoder_input_ids"].shape[1]
         inputs["labels"] = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=-100) for t in labels])
         return inputs
+
+    def _augment(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The same puzzle under a random validity-preserving cell permutation and digit relabelling, applied alike
+        to the prompt grid (its first L tokens), the solution canvas and the frozen mask."""
+        canvas = batch["canvas_ids"]
+        rows, length = canvas.shape
+        sigma = torch.as_tensor(random_symmetries(self.augment_size, rows, self._rng))
+        legal = torch.as_tensor(self.legal_ids)
+        relabel = torch.arange(int(max(canvas.max(), batch["input_ids"].max(), legal.max())) + 1).repeat(rows, 1)
+        relabel[:, legal] = legal[torch.as_tensor(np.argsort(self._rng.random((rows, len(legal))), axis=1))]
+        out = dict(batch)
+        out["canvas_ids"] = relabel.gather(1, canvas.gather(1, sigma))
+        out["frozen"] = batch["frozen"].gather(1, sigma)
+        grid = batch["input_ids"][:, :length]
+        out["input_ids"] = torch.cat([relabel.gather(1, grid.gather(1, sigma)), batch["input_ids"][:, length:]], dim=1)
+        return out
 
     def _drafts(self, batch: dict[str, torch.Tensor], frozen: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The model's CAUSAL-GEN draft of `rows` (batch indices; givens frozen), sampled at temperature 1 with fresh
@@ -356,7 +407,11 @@ class TimeBudget(TrainerCallback):
             control.should_training_stop = True
 
 
-def common_training_arguments(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int) -> dict[str, Any]:
+def common_training_arguments(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int,
+                              loader_workers: int = 0) -> dict[str, Any]:
+    """`TrainingArguments` fields shared by both stages and the baselines; `loader_workers` > 0 collates batches in
+    that many DataLoader processes, ahead of the accelerator's step."""
+    ahead = dict(dataloader_persistent_workers=True, dataloader_prefetch_factor=4) if loader_workers else {}
     return dict(
         output_dir=out,
         max_steps=steps,
@@ -373,9 +428,16 @@ def common_training_arguments(out: str, steps: int, lr: float, batch: int, devic
         use_cpu=device == "cpu",
         bf16=precision == "bf16",
         seed=seed,
-        dataloader_num_workers=0,
+        dataloader_num_workers=loader_workers,
         remove_unused_columns=False,
+        **ahead,
     )
+
+
+def loader_workers(cfg: RecipeConfig, device: str) -> int:
+    """DataLoader processes for a stage-1 collator: on an accelerator the CPU-side corruption runs ahead of the step;
+    on the CPU the collator shares the cores with the step, and draws that generate drafts need the model."""
+    return 4 if device != "cpu" and cfg.draft_corruption == 0 else 0
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
@@ -383,9 +445,10 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
     collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
-                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed)
+                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
+                                 augment_size=cfg.size if cfg.augment else None)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
-                                            precision, cfg.seed))
+                                                         precision, cfg.seed, loader_workers(cfg, device)))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
                       callbacks=[TimeBudget(budget_s)])
     return _run(trainer)
@@ -413,9 +476,11 @@ def _run(trainer: Trainer) -> dict[str, Any]:
     if trainer.args.max_steps > 0:  # Trainer reads max_steps <= 0 as "train by epochs"; here 0 skips the stage
         trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    seconds = time.perf_counter() - started
     return {
         "steps": trainer.state.global_step,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
+        "steps_per_second": round(trainer.state.global_step / seconds, 3) if seconds else None,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "losses": losses,

@@ -24,13 +24,13 @@ from puzzles.recipe import (
     RecipeConfig,
     TimeBudget,
     common_training_arguments,
-    build_backbone,
     build_model,
     build_tokenizer,
     continue_from,
     glauber_predictions,
     legal_canvas_tokens,
     load_model,
+    loader_workers,
     tokenized,
     train_stage1,
     train_stage2,
@@ -61,6 +61,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--eval-limit", type=positive_int, help="evaluate on the first K >= 1 test puzzles only")
     parser.add_argument("--baselines", action="store_true", help="also train and evaluate the MDM and AR baselines")
     parser.add_argument("--baseline-steps", type=positive_int, default=1000, help="most steps of each baseline (>= 1)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="train and evaluate only the baselines, sharing all of --time-budget-s (beside a Glauber "
+                             "run with the same budget, e.g. on one GPU)")
     parser.add_argument("--workers", type=positive_int, default=2, help="data-generation processes (>= 1)")
     parser.add_argument("--init-from", help="continue training a saved puzzle checkpoint instead of a fresh model "
                         "(same tokenizer and weight shapes; the model's configuration, e.g. num_rounds and "
@@ -139,19 +142,20 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
     goes to the next."""
     legal_words = legal_canvas_tokens(cfg.kind, cfg.size)
     legal = tokenizer.convert_tokens_to_ids(legal_words)
-    mdm = build_backbone(cfg, tokenizer)
-    ar = build_backbone(cfg, tokenizer)
+    mdm = build_model(cfg, tokenizer)
+    ar = build_model(cfg, tokenizer)
     collators = {
         "mdm": (mdm, MaskedDiffusionCollator(mdm, tokenizer.convert_tokens_to_ids("<extra_id_0>"), cfg.seed),
                 tokenized(train_ds, tokenizer)),
-        "ar": (ar, SolverOrderCollator(tokenizer), train_ds),
+        "ar": (ar, SolverOrderCollator(ar, tokenizer), train_ds),
     }
     summaries = {}
     deadline = None if budget_s is None else time.perf_counter() + budget_s
     for index, (name, (model, collator, ds)) in enumerate(collators.items()):
         share = None if deadline is None else max(0.0, deadline - time.perf_counter()) / (len(collators) - index)
-        args = TrainingArguments(**common_training_arguments(str(out / f"baseline-{name}"), steps, cfg.stage1_lr, cfg.stage1_batch,
-                                                device, precision, cfg.seed))
+        args = TrainingArguments(**common_training_arguments(str(out / f"baseline-{name}"), steps, cfg.stage1_lr,
+                                                             cfg.stage1_batch, device, precision, cfg.seed,
+                                                             loader_workers(cfg, device)))
         trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
                           callbacks=[TimeBudget(share)])
         started = time.perf_counter()
@@ -186,12 +190,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # results.json records the split sizes the run used: with --data those of the dataset, not the config's.
     cfg = dataclasses.replace(cfg, n_train=ds["train"].num_rows, n_test=ds["test"].num_rows)
     tokenizer = build_tokenizer(cfg)
-    model = continue_from(args.init_from, cfg, tokenizer) if args.init_from else build_model(cfg, tokenizer)
-    model = model.to(args.device)
-    train_ds = tokenized(ds["train"], tokenizer)
     rows = list(ds["test"])[: args.eval_limit]
     save_rows(rows, out / "test.jsonl")
     budget = args.time_budget_s
+    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"zebra {cfg.houses} x {cfg.attributes}"
+    machine = {"platform": platform.platform(), "device": args.device,
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+               "torch_threads": torch.get_num_threads()}
+    data_summary = {"source": args.data or "generated", "train_rows": ds["train"].num_rows,
+                    "test_rows": ds["test"].num_rows, "evaluated_rows": len(rows)}
+    if args.baselines_only:
+        records = train_baselines(cfg, tokenizer, ds["train"], rows, out, args.device, args.precision,
+                                  args.baseline_steps, budget)
+        summary = {"config": cfg.to_dict(), "machine": machine, "data": data_summary,
+                   "data_seconds": round(data_seconds, 1)}
+        return _report(records, None, summary, out, title)
+    model = continue_from(args.init_from, cfg, tokenizer) if args.init_from else build_model(cfg, tokenizer)
+    model = model.to(args.device)
+    train_ds = tokenized(ds["train"], tokenizer)
     s1_budget = None if budget is None else budget * cfg.stage1_budget_fraction
     stage1 = train_stage1(model, train_ds, cfg, str(out / "stage1"), args.device, args.precision, s1_budget)
     save_checkpoint(model, tokenizer, out / "model")  # a run cut short after stage 1 still leaves a model behind
@@ -209,24 +225,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     draft, best = records[0], records[cfg.num_rounds]
     summary = {
         "config": cfg.to_dict(),
-        "machine": {"platform": platform.platform(), "device": args.device,
-                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-                    "torch_threads": torch.get_num_threads()},
+        "machine": machine,
         "parameters": model.time_conditioning_overhead(),
-        "data": {"source": args.data or "generated", "train_rows": ds["train"].num_rows,
-                 "test_rows": ds["test"].num_rows, "evaluated_rows": len(rows)},
+        "data": data_summary,
         "data_seconds": round(data_seconds, 1),
         "stage1": stage1,
         "stage2": stage2,
         "draft_vs_final": fixes(draft, best),
     }
-    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"zebra {cfg.houses} x {cfg.attributes}"
-    table = format_table(records, draft["method"])
+    summary = _report(records, draft["method"], summary, out, title)
+    print(json.dumps({k: summary[k] for k in ("parameters", "draft_vs_final")}))
+    return summary
+
+
+def _report(records: list[dict], draft_method: str | None, summary: dict[str, Any], out: Path,
+            title: str) -> dict[str, Any]:
+    """results.json, results.png and results.md in `out`; prints the table."""
+    table = format_table(records, draft_method)
     write_results(records, out / "results.json", **summary)
     plot_results(records, out / "results.png", title)
     (out / "results.md").write_text(table + "\n")
     print(table)
-    print(json.dumps({k: summary[k] for k in ("parameters", "draft_vs_final")}))
     return summary
 
 

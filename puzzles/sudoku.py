@@ -90,6 +90,33 @@ def geometry(size: int) -> Geometry:
     return Geometry(br, bc, n, rows, cols, boxes, rows + cols + boxes, tuple(peers))
 
 
+def canvas_factors(size: int) -> list[list[int]]:
+    """Row, column and box index of every cell (row-major): the `canvas_position_factors` of a Sudoku canvas."""
+    geo = geometry(size)
+    cells = range(geo.ncells)
+    return [[c // size for c in cells], [c % size for c in cells], [geo.box_of(c) for c in cells]]
+
+
+def random_symmetries(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`[count, size²]` cell permutations σ from the grid's validity-preserving symmetries (bands and the rows inside
+    each, stacks and the columns inside each, and the transpose when boxes are square): `grid[σ]` is a valid grid
+    whenever `grid` is."""
+    geo = geometry(size)
+    br, bc = geo.br, geo.bc
+
+    def lines(block: int) -> np.ndarray:  # [count, size]: blocks permuted, then the lines inside each block
+        blocks = np.argsort(rng.random((count, size // block)), axis=1)
+        inner = np.argsort(rng.random((count, size // block, block)), axis=2)
+        return (blocks[:, :, None] * block + np.take_along_axis(inner, blocks[:, :, None], axis=1)).reshape(count, -1)
+
+    rows, cols = lines(br), lines(bc)
+    sigma = rows[:, :, None] * size + cols[:, None, :]
+    if br == bc:
+        flip = rng.random(count) < 0.5
+        sigma[flip] = sigma[flip].transpose(0, 2, 1)
+    return sigma.reshape(count, size * size)
+
+
 # --------------------------------------------------------------------------- exact solver
 
 

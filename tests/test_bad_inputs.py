@@ -90,14 +90,14 @@ def test_prompt_plus_canvas_longer_than_the_backbone_allows(tokenizer):
 
 def test_canvas_positions_need_a_table_that_covers_them(tokenizer, t5_model):
     ids, dec = torch.tensor([[5, 6, 1]]), torch.tensor([[0, 7]])
-    with pytest.raises(ValueError, match=r"canvas_positions needs a model with config.canvas_position_embeddings > 0"):
+    with pytest.raises(ValueError, match=r"canvas_positions needs a model with a canvas embedding \(config.canvas_position_embeddings > 0"):
         t5_model(input_ids=ids, decoder_input_ids=dec, canvas_positions=torch.tensor([[-1, 0, -1]]))
     cells = make_glauber("t5", tokenizer, canvas_position_embeddings=4)
     with pytest.raises(ValueError, match=r"decoder_canvas_positions holds canvas position 4"):
         cells(input_ids=ids, decoder_input_ids=dec, decoder_canvas_positions=torch.tensor([[0, 4]]))
     with pytest.raises(ValueError, match=r"canvas_positions must have the shape"):
         cells(input_ids=ids, decoder_input_ids=dec, canvas_positions=torch.tensor([[0, 1]]))
-    with pytest.raises(ValueError, match=r"L=5 positions, but the model embeds positions < canvas_position_embeddings=4"):
+    with pytest.raises(ValueError, match=r"L=5 positions, but the model embeds canvas positions < 4 \(canvas_position_embeddings"):
         cells.generate(max_new_tokens=5)
 
 

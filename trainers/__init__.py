@@ -1,7 +1,13 @@
 """Training for Glauber diffusion LMs: the SEDD trainer with its frozen EMA reference, the UL2 stage, data, LoRA."""
 
 from .arguments import GlauberTrainingArguments
-from .data import GlauberDataCollator, load_text_dataset, pack_text_dataset, tokenize_prompt_canvas_rows
+from .data import (
+    GlauberDataCollator,
+    WorkerGenerator,
+    load_text_dataset,
+    pack_text_dataset,
+    tokenize_prompt_canvas_rows,
+)
 from .lora import (
     T5_LORA_TARGET_MODULES,
     T5GEMMA_LORA_TARGET_MODULES,
@@ -17,6 +23,7 @@ __all__ = [
     "GlauberTrainer",
     "GlauberTrainingArguments",
     "GlauberDataCollator",
+    "WorkerGenerator",
     "ReferenceRefreshCallback",
     "GlauberReference",
     "CopyReference",

@@ -10,9 +10,29 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 REQUIRED_COLUMNS = ("input_ids", "canvas_ids")
+
+
+class WorkerGenerator:
+    """A collator's numpy generator, seeded by `seed`; in a DataLoader worker, one of the worker's own, seeded by
+    `seed` and the worker's seed (which torch draws anew per worker and epoch): each worker process starts from a copy
+    of the collator, and copies of one generator would corrupt every worker's batches, and every epoch, alike."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._main = np.random.default_rng(seed)
+        self._worker: tuple[int, np.random.Generator] | None = None
+
+    def get(self) -> np.random.Generator:
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self._main
+        if self._worker is None or self._worker[0] != info.seed:
+            self._worker = (info.seed, np.random.default_rng([self.seed, info.seed]))
+        return self._worker[1]
 
 
 @dataclass
@@ -144,6 +164,7 @@ def tokenize_prompt_canvas_rows(dataset, tokenizer, canvas_length: int | None = 
 
 __all__ = [
     "GlauberDataCollator",
+    "WorkerGenerator",
     "load_text_dataset",
     "pack_text_dataset",
     "tokenize_prompt_canvas_rows",

@@ -1,8 +1,8 @@
 """LoRA on the Glauber model through peft (paper §4.3: T5-Gemma, N = 1).
 
 Targets are the attention and MLP projections of the backbone; the time conditioning (new, zero-initialised
-AdaLN-Zero MLP) and, where the model has one, the canvas position embedding (new, zero) must train in full, so they
-go in `modules_to_save`. `merge_and_unload()` returns a plain `GlauberT5ForDiffusion`.
+AdaLN-Zero MLP) and, where the model has them, the canvas embeddings (positions, factors, given marker; new, zero) must
+train in full, so they go in `modules_to_save`. `merge_and_unload()` returns a plain `GlauberT5ForDiffusion`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from torch import nn
 T5GEMMA_LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 T5_LORA_TARGET_MODULES = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]
 TIME_CONDITIONING_MODULES = ["time_conditioning"]
-CANVAS_POSITION_MODULE = "canvas_position_embedding"
+CANVAS_MODULES = ["canvas_position_embedding", "canvas_given_embedding"]
 
 
 def new_modules(model) -> list[str]:
-    """The modules conversion added (zero-initialised, so nothing pretrained to adapt): they train in full."""
-    return TIME_CONDITIONING_MODULES + ([CANVAS_POSITION_MODULE] if model.canvas_position_embedding is not None else [])
+    """The modules conversion added (zero-initialised, so nothing pretrained to adapt): they train in full. Factor
+    tables are named one by one: peft wraps modules it can call, not the `ModuleList` holding them."""
+    names = TIME_CONDITIONING_MODULES + [name for name in CANVAS_MODULES if getattr(model, name) is not None]
+    factors = model.canvas_factor_embeddings
+    return names + [f"canvas_factor_embeddings.{f}" for f in range(len(factors) if factors is not None else 0)]
 
 
 def glauber_lora_config(model, r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.0, **kwargs):
@@ -62,7 +65,7 @@ __all__ = [
     "T5GEMMA_LORA_TARGET_MODULES",
     "T5_LORA_TARGET_MODULES",
     "TIME_CONDITIONING_MODULES",
-    "CANVAS_POSITION_MODULE",
+    "CANVAS_MODULES",
     "new_modules",
     "glauber_lora_config",
     "apply_lora",

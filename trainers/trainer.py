@@ -163,7 +163,7 @@ class GlauberTrainer(Trainer):
         chain_to_end = args.causal_loss_weight > 0 and args.causal_loss_target == "chain"
         num_steps = total if chain_to_end else int(times.max())
 
-        prefix = glauber.build_prefix(inputs["input_ids"], inputs.get("attention_mask"))
+        prefix = glauber.build_prefix(inputs["input_ids"], inputs.get("attention_mask"), frozen_mask=frozen)
         started = time.perf_counter()
         with self.reference.kernel() as reference:
             trace = run_glauber_noising(

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data import WorkerGenerator
+
 DENOISERS = ("R", "S", "X")
 
 
@@ -74,20 +76,11 @@ class UL2DataCollator:
         if not len(self.mixture) or weights.sum() <= 0:
             raise ValueError("the UL2 mixture needs at least one denoiser with positive weight")
         self._probs = weights / weights.sum()
-        self._main_rng = np.random.default_rng(self.seed)
-        self._worker_rng: tuple[int, np.random.Generator] | None = None
+        self._generators = WorkerGenerator(self.seed)
 
     @property
     def _rng(self) -> np.random.Generator:
-        """The collator's generator; in a DataLoader worker, one of the worker's own, seeded by `seed` and the
-        worker's seed (which torch draws anew per worker and epoch): each worker process starts from a copy of this
-        object, and copies of one generator would corrupt every worker's batches, and every epoch, alike."""
-        info = torch.utils.data.get_worker_info()
-        if info is None:
-            return self._main_rng
-        if self._worker_rng is None or self._worker_rng[0] != info.seed:
-            self._worker_rng = (info.seed, np.random.default_rng([self.seed, info.seed]))
-        return self._worker_rng[1]
+        return self._generators.get()
 
     @classmethod
     def from_model(cls, model, **kwargs) -> "UL2DataCollator":

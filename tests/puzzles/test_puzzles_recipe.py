@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from puzzles import cli, data, zebra
+from puzzles import cli, data, sudoku, zebra
 from puzzles.baselines import (
     MaskedDiffusionCollator,
     SolverOrderCollator,
@@ -36,7 +36,7 @@ from puzzles.recipe import (
     train_stage2,
 )
 from puzzles.run import add_run_arguments, load_rows, run, save_demo_asset
-from puzzles.tokenizer import entities_as_cell_words
+from puzzles.tokenizer import build_puzzle_tokenizer, entities_as_cell_words
 from trainers import GlauberTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,7 +325,7 @@ def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
     cfg = dataclasses.replace(cfg, backbone=backbone)
     rows = list(sudoku4["test"])[:6]
     legal_words = legal_canvas_tokens("sudoku", 4)
-    mdm = build_backbone(cfg, tok).eval()
+    mdm = build_model(cfg, tok).eval()
     batch = MaskedDiffusionCollator(mdm, tok.convert_tokens_to_ids("<extra_id_0>"))([train[i] for i in range(4)])
     with torch.no_grad():
         assert float(mdm(**batch).loss) > 0
@@ -333,8 +333,8 @@ def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
     for score in ("probability", "margin"):
         preds, calls = mdm_predictions(mdm, tok, rows, tok.convert_tokens_to_ids(legal_words), score)
         assert calls == blanks and all(set(p) <= set(legal_words) for p in preds)
-    ar = build_backbone(cfg, tok).eval()
-    batch = SolverOrderCollator(tok)(rows[:3])
+    ar = build_model(cfg, tok).eval()
+    batch = SolverOrderCollator(ar, tok)(rows[:3])
     with torch.no_grad():
         assert float(ar(**batch).loss) > 0
     preds, calls = solver_order_predictions(ar, tok, rows, legal_words)
@@ -343,25 +343,30 @@ def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
 
 def test_solver_order_decoding_keeps_each_row_to_its_own_blanks(tiny, sudoku4):
     """A batch decodes 3·(most blanks) tokens; a row with fewer blanks must not apply the triplets past its end."""
-    _, tok, _, _ = tiny
+    _, tok, model, _ = tiny
     rows = list(sudoku4["test"])
     assert len({r["frozen"].count(False) for r in rows}) > 1
     longest = 3 * max(r["frozen"].count(False) for r in rows)
+    scripts = []
+    for row in rows:
+        words = solver_triplets(row)
+        wrong = "1" if row["canvas"].split()[0] != "1" else "2"
+        words += ["0", "0", wrong] * ((longest - len(words)) // 3)
+        scripts.append(tok.convert_tokens_to_ids(words))
+    scripts = torch.tensor(scripts)
 
     class Oracle:
-        """Emits each row's own solver-order triplets, then (forced on) a legal triplet that overwrites cell 0."""
+        """The tiny model's encoding, but its logits emit each row's own solver-order triplets, then (forced on) a
+        legal triplet that overwrites cell 0; `cache` counts the steps."""
 
-        device = torch.device("cpu")
+        device, config = model.device, model.config
+        build_prefix, causal_encoder_annotations = model.build_prefix, model.causal_encoder_annotations
 
-        def generate(self, input_ids, **kwargs):
-            assert kwargs["min_new_tokens"] == kwargs["max_new_tokens"] == longest
-            out = []
-            for row in rows[: input_ids.shape[0]]:
-                words = solver_triplets(row)
-                wrong = "1" if row["canvas"].split()[0] != "1" else "2"
-                words += ["0", "0", wrong] * ((longest - len(words)) // 3)
-                out.append([tok.pad_token_id] + tok.convert_tokens_to_ids(words))
-            return torch.tensor(out)
+        def __call__(self, decoder_input_ids, cache=None, **kwargs):
+            step = cache or 0
+            logits = torch.full((len(decoder_input_ids), 1, len(tok)), -1e4)
+            logits[torch.arange(len(decoder_input_ids)), 0, scripts[: len(decoder_input_ids), step]] = 0.0
+            return argparse.Namespace(logits=logits, cache=step + 1, encoder_last_hidden_state=torch.zeros(1))
 
     preds, calls = solver_order_predictions(Oracle(), tok, rows, legal_canvas_tokens("sudoku", 4))
     assert calls == longest
@@ -424,8 +429,8 @@ def test_canvas_index_words_reach_every_encoder_path(sudoku4):
     assert [tok.convert_ids_to_tokens(r["input_ids"]) for r in train] == expected
     ids, _, _, _ = canvas_inputs(rows, tok)
     assert [tok.convert_ids_to_tokens(i) for i in ids.tolist()] == expected  # 4×4 prompts: no padding
-    ar_batch = SolverOrderCollator(tok)(rows)
-    assert [tok.convert_ids_to_tokens(i)[:-1] for i in ar_batch["input_ids"].tolist()] == expected
+    ar_batch = SolverOrderCollator(build_model(cfg, tok), tok)(rows)
+    assert [tok.convert_ids_to_tokens(i)[1:-1] for i in ar_batch["input_ids"].tolist()] == expected
     untagged = canvas_inputs(rows, plain)[0]
     assert plain.convert_ids_to_tokens(untagged[0].tolist()) == rows[0]["prompt"].split()
     # Zebra: clue prompts of any length naming entities by their cells, then one word per cell of the answer table
@@ -439,7 +444,7 @@ def test_canvas_index_words_reach_every_encoder_path(sudoku4):
         assert "c" not in words and "<unk>" not in words
         assert words.count("CLUE_END") == row["n_clues"]
     with pytest.raises(ValueError, match="canvas_cells"):
-        build_tokenizer(RecipeConfig(**{**TINY, "size": 10}, canvas_index=True))
+        build_puzzle_tokenizer("sudoku", 100)
 
 
 def test_set_overrides_a_recipe_field_with_its_type():
@@ -608,3 +613,81 @@ def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypa
     assert (100 - wall) / 2 < mdm <= stage2_budgets[0] / 2  # half of what stages 1 and 2 left
     # the rest: less the 0.1 s the MDM spent, and less nothing beyond the run's own wall time (a loaded machine)
     assert 2 * mdm - wall < ar <= 2 * mdm - 0.1
+
+
+STRUCTURED = dict(canvas_factors=True, given_embedding=True, infill_prompt=False, prompt_positions=True)
+
+
+def test_structured_encoding_trains_both_stages_and_solves_in_the_harness(sudoku4, tmp_path):
+    """DESIGN §9: row/column/box tables, the given marker, prompt positions and an infill that reads only the canvas
+    are built from the recipe, reach stage 1 and stage 2, and leave frozen givens untouched at evaluation."""
+    cfg = RecipeConfig(**TINY, **STRUCTURED, augment=True, stage1_steps=30, stage2_steps=2)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    assert model.config.canvas_position_factors == sudoku.canvas_factors(4)
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    batch = PuzzleUL2Collator(model, legal, causal_fraction=0.5, infill_per_row=2, seed=1)([train[i] for i in range(8)])
+    infill = batch["decoder_canvas_positions"][:, 0] == -1
+    # an infill example reads `[NLU] + canvas + </s>` (no prompt), givens marked; a causal one reads the grid
+    assert batch["input_ids"][infill].shape[1] >= 18 and (batch["attention_mask"][infill].sum(1) == 18).all()
+    assert bool(batch["canvas_given"][infill].any()) and not bool(batch["canvas_given"][~infill].any())
+    assert (batch["canvas_positions"][~infill][:, 1:17] == torch.arange(16)).all()
+    torch.manual_seed(0)
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert stage1["last_loss"] < stage1["first_loss"]
+    assert all(float(t.weight.detach().abs().max()) > 0 for t in model.canvas_factor_embeddings)
+    assert float(model.canvas_given_embedding.weight.detach().abs().max()) > 0
+    assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
+    rows = list(sudoku4["test"])[:4]
+    predictions, _ = glauber_predictions(model.eval(), tok, rows, 1)
+    for row, cells in zip(rows, predictions):
+        assert all(cells[k] == v for k, v in enumerate(row["canvas"].split()) if row["frozen"][k])
+
+
+def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
+    cfg = RecipeConfig(**{**TINY, "size": 4}, **STRUCTURED, augment=True)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    collator = PuzzleUL2Collator(model, legal, seed=0, augment_size=4)
+    features = [train[i] for i in range(32)]
+    base = collator._base(features)
+    moved = collator._augment(base)
+    blank = tok.convert_tokens_to_ids("_")
+    values = {t: int(w) for t, w in zip(legal, legal_canvas_tokens("sudoku", 4))}
+    geo = sudoku.geometry(4)
+    assert not torch.equal(moved["canvas_ids"], base["canvas_ids"])
+    for grid, solution, frozen in zip(moved["input_ids"], moved["canvas_ids"], moved["frozen"]):
+        solved = [values[int(t)] for t in solution]
+        assert all(sorted(solved[c] for c in unit) == [1, 2, 3, 4] for unit in geo.units)
+        assert torch.equal(grid != blank, frozen) and torch.equal(grid[frozen], solution[frozen])
+        puzzle = [values.get(int(t), 0) for t in grid]
+        assert sudoku.count_solutions(puzzle, size=4) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [(dict(size=5), r"size must be a Sudoku side this project knows, one of \[4, 6, 9\], got 5"),
+     (dict(canvas_factors=True, kind="zebra"), "canvas_factors is defined for kind 'sudoku' only"),
+     (dict(prompt_positions=True, canvas_factors=True, canvas_index=True), "set canvas_index=false"),
+     (dict(prompt_positions=True), "prompt_positions needs canvas_factors")],
+)
+def test_recipe_refuses_encodings_it_cannot_build(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RecipeConfig(**{**TINY, **fields})
+
+
+def test_stage1_corruption_differs_between_dataloader_workers(sudoku4):
+    """On an accelerator stage 1 collates in DataLoader workers; each must draw its own corruption and symmetry."""
+    cfg = RecipeConfig(**TINY, **STRUCTURED, augment=True)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    collator = PuzzleUL2Collator(model, legal, infill_per_row=1, relabel_corruption=0.5, seed=0, augment_size=4)
+    same_row = [train[0]] * 2
+    loader = torch.utils.data.DataLoader(same_row, batch_size=1, num_workers=2, collate_fn=collator)
+    first, second = (batch["input_ids"].tolist() + batch["decoder_input_ids"].tolist() for batch in loader)
+    assert first != second

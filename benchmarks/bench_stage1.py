@@ -1,0 +1,103 @@
+"""Stage-1 training throughput of a puzzle recipe against the same recipe with the previous puzzle encoding.
+
+The previous encoding is the recipe with `PREVIOUS_ENCODING` applied: the MASK-INFILL reads the puzzle prompt, the
+canvas and one index word `@k` per cell (`canvas_index`), with no factor tables, given marker or prompt positions.
+Both models have the config's size; they train in alternating rounds of `--steps` stage-1 steps (collate, forward,
+backward, optimiser step), so machine noise falls on both alike. Prints a table of puzzle rows per second, encoder
+tokens per row and the ratio to the previous encoding.
+
+    python benchmarks/bench_stage1.py --config examples/configs/sudoku-9x9-cpu.json --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from puzzles import data  # noqa: E402
+from puzzles.recipe import (  # noqa: E402
+    PuzzleUL2Collator,
+    RecipeConfig,
+    build_model,
+    build_tokenizer,
+    legal_canvas_tokens,
+    tokenized,
+)
+
+PREVIOUS_ENCODING = dict(canvas_factors=False, given_embedding=False, infill_prompt=True, prompt_positions=False,
+                         canvas_index=True, augment=False)
+
+
+def trainer_parts(cfg: RecipeConfig, rows):
+    """Model, collator, optimiser and tokenized rows of one recipe, as `train_stage1` builds them."""
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok).train()
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
+    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
+                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
+                                 augment_size=cfg.size if cfg.augment else None)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.stage1_lr)
+    return model, collator, optimiser, tokenized(rows, tok)
+
+
+def timed_steps(parts, batch: int, steps: int, offset: int) -> tuple[float, float]:
+    """Seconds for `steps` stage-1 steps and the mean encoder tokens per example."""
+    model, collator, optimiser, train = parts
+    tokens = []
+    started = time.perf_counter()
+    for step in range(steps):
+        first = (offset + step) * batch % (len(train) - batch)
+        inputs = collator([train[i] for i in range(first, first + batch)])
+        tokens.append(float(inputs["attention_mask"].sum(1).float().mean()))
+        model(**inputs).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    return time.perf_counter() - started, statistics.mean(tokens)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="examples/configs/sudoku-9x9-cpu.json")
+    parser.add_argument("--steps", type=int, default=5, help="stage-1 steps per round and recipe")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (the first is warm-up, unreported)")
+    parser.add_argument("--batch", type=int, help="puzzle rows per step (default: the config's stage1_batch)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.rounds < 2 or args.steps < 1:
+        parser.error("--rounds must be >= 2 (one warm-up round) and --steps >= 1")
+    torch.set_num_threads(args.threads)
+    cfg = RecipeConfig.load(args.config)
+    previous = dataclasses.replace(cfg, **PREVIOUS_ENCODING)
+    batch = args.batch or cfg.stage1_batch
+    rows = data.build_sudoku(cfg.size, 4 * batch, 1, cfg.seed, workers=1, progress=False)[0]["train"]
+    torch.manual_seed(0)
+    recipes = {"previous encoding": trainer_parts(previous, rows), "config": trainer_parts(cfg, rows)}
+    seconds = {name: [] for name in recipes}
+    tokens = {}
+    with tqdm(total=args.rounds * len(recipes), desc="stage-1 rounds") as bar:
+        for r in range(args.rounds):
+            for name, parts in recipes.items():
+                elapsed, tokens[name] = timed_steps(parts, batch, args.steps, r * args.steps)
+                if r:  # round 0 warms up allocators and caches
+                    seconds[name].append(elapsed)
+                bar.update(1)
+    rate = {name: args.steps * batch / statistics.median(s) for name, s in seconds.items()}
+    print(f"\n{args.config}: {cfg.size}x{cfg.size}, stage-1 batch {batch}, {args.steps} steps x {args.rounds - 1} "
+          f"rounds, {args.threads} thread(s), median round")
+    print("| recipe | puzzle rows/s | encoder tokens / example | ratio |")
+    print("|---|---|---|---|")
+    for name in recipes:
+        print(f"| {name} | {rate[name]:.1f} | {tokens[name]:.0f} | {rate[name] / rate['previous encoding']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
