@@ -228,6 +228,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             enable, checkpoint_with_modulation(self._modulation_state, gradient_checkpointing_func), **kwargs
         )
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers' deprecated alias of `is_activation_checkpointing`, answered without its FutureWarning: peft
+        reads it on every `get_peft_model` / `PeftModel.from_pretrained` of this model."""
+        return self.is_activation_checkpointing
+
     def modulation(self, timesteps: torch.Tensor):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
         return self._modulation_state.use(self.time_conditioning(timesteps))

@@ -98,3 +98,18 @@ def test_lora_config_targeting_nothing_is_an_error():
         peft_model = apply_lora(model, glauber_lora_config(model))
         GlauberTrainer(model=peft_model, args=lora_args("/tmp/unused_lora"), ref_model=copy.deepcopy(peft_model),
                        train_dataset=Dataset.from_dict(toy_rows()))
+
+
+def test_applying_and_loading_lora_raises_no_future_warning(tmp_path):
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = apply_lora(tiny_t5gemma(), glauber_lora_config(tiny_t5gemma(), r=4))
+        model.save_pretrained(tmp_path, selected_adapters=["default"])
+        PeftModel.from_pretrained(tiny_t5gemma(), tmp_path)
+    assert not model.get_base_model().is_gradient_checkpointing
+    model.get_base_model().activation_checkpointing_enable()
+    assert model.get_base_model().is_gradient_checkpointing
