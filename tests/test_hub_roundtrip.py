@@ -208,3 +208,19 @@ def test_save_pretrained_with_push_to_hub_uploads_the_project_card_and_an_explic
     card = commit["files"]["README.md"].decode()
     assert "glauber-diffusion" in card and "automatically generated" not in card
     assert "base_model" not in card  # built from a config: no Hub id to name
+
+
+def test_plain_autotokenizer_load_does_not_ask_about_remote_code_where_the_package_is_imported(tokenizer, tmp_path,
+                                                                                                 monkeypatch):
+    from transformers import AutoTokenizer
+    from transformers.models.auto import configuration_auto
+
+    def asks(trust_remote_code, model_name, has_local_code, has_remote_code, *args, **kwargs):
+        if trust_remote_code is None and not has_local_code:
+            raise AssertionError(f"would prompt about the remote code of {model_name}")
+        return bool(trust_remote_code)
+
+    make_glauber("t5", tokenizer).save_pretrained(tmp_path)
+    monkeypatch.setattr(configuration_auto, "resolve_trust_remote_code", asks)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded("abc").input_ids == tokenizer("abc").input_ids
