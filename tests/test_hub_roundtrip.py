@@ -215,7 +215,10 @@ def test_plain_autotokenizer_load_does_not_ask_about_remote_code_where_the_packa
     from transformers import AutoTokenizer
     from transformers.models.auto import configuration_auto
 
+    calls = []
+
     def asks(trust_remote_code, model_name, has_local_code, has_remote_code, *args, **kwargs):
+        calls.append(has_remote_code)
         if trust_remote_code is None and not has_local_code:
             raise AssertionError(f"would prompt about the remote code of {model_name}")
         return bool(trust_remote_code)
@@ -223,4 +226,5 @@ def test_plain_autotokenizer_load_does_not_ask_about_remote_code_where_the_packa
     make_glauber("t5", tokenizer).save_pretrained(tmp_path)
     monkeypatch.setattr(configuration_auto, "resolve_trust_remote_code", asks)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert calls == [True]  # config.json's custom code was considered, and answered without asking
     assert loaded("abc").input_ids == tokenizer("abc").input_ids
