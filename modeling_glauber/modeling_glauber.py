@@ -746,7 +746,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"backbone model_type {model.config.model_type!r} is not supported; allowed: {SUPPORTED_BACKBONES}"
             )
-        source = model.name_or_path or None if isinstance(backbone, PreTrainedModel) else os.fspath(backbone)
+        source = (model.name_or_path or None) if isinstance(backbone, PreTrainedModel) else os.fspath(backbone)
         vocab = model.get_output_embeddings().weight.shape[0]
         sentinels, mode_ids, suppressed = _special_ids(model, tokenizer, vocab, max(8, mask_window))
         config = GlauberT5Config(
@@ -782,7 +782,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         )
         return glauber
 
-    def save_pretrained(self, save_directory, *args, tokenizer=None, push_to_hub: bool = False, **kwargs):
+    def save_pretrained(
+        self, save_directory, is_main_process: bool = True, *, tokenizer=None, push_to_hub: bool = False, **kwargs
+    ):
         """Save weights (safetensors), config with `auto_map`, the flat code files, `generation_config.json`, the
         tokenizer (`tokenizer`, else `self.tokenizer` from `from_backbone`, if any) and, unless the folder already has
         one, the project's model card. `push_to_hub=True` (with `repo_id=`, `token=`, `commit_message=`, …) then
@@ -791,8 +793,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             hub_fields = ("repo_id", "commit_message", "commit_description", "private", "revision", "create_pr", "token")
             hub = {name: kwargs.pop(name) for name in hub_fields if name in kwargs}
             hub.setdefault("repo_id", os.path.basename(os.path.normpath(save_directory)))
-            is_main_process = args[0] if args else kwargs.get("is_main_process", True)
-            self.save_pretrained(save_directory, *args, tokenizer=tokenizer, token=hub.get("token"), **kwargs)
+            self.save_pretrained(save_directory, is_main_process, tokenizer=tokenizer, **kwargs)
             return _upload_folder(save_directory, **hub) if is_main_process else None
         self.config.auto_map = {
             "AutoConfig": "configuration_glauber.GlauberT5Config",
@@ -803,8 +804,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         if not kwargs["safe_serialization"]:
             raise ValueError("GlauberT5ForDiffusion saves safetensors only (safe_serialization=True)")
         kwargs.pop("safe_serialization")
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if not (args[0] if args else kwargs.get("is_main_process", True)):
+        result = super().save_pretrained(save_directory, is_main_process, **kwargs)
+        if not is_main_process:
             return result
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         if tokenizer is not None:
@@ -863,11 +864,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         overhead = self.time_conditioning_overhead()
         card_tags = ["glauber-diffusion", "diffusion-lm", "text-diffusion", "custom_code"]
         card_tags += [t for t in list(self.model_tags or []) + list(tags or []) if t not in card_tags]
+        base_model = _hub_id(c.backbone_name_or_path)
         metadata = ModelCardData(
-            library_name="transformers",
-            pipeline_tag="text-generation",
-            tags=card_tags,
-            base_model=_hub_id(c.backbone_name_or_path),
+            library_name="transformers", pipeline_tag="text-generation", tags=card_tags, base_model=base_model
         )
         name = repo_id or "<this folder or repo>"
         return f"""---
@@ -879,7 +878,7 @@ A Glauber-dynamics diffusion language model (Kathuria & Kumar): a pretrained enc
 drafts the canvas and whose MASK-INFILL mode, conditioned on diffusion time through AdaLN-Zero, resamples every
 position in fixed random orders for N rounds.
 
-- backbone: `{c.backbone_name_or_path or c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time
+- backbone: `{base_model or c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time
   conditioning {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
 - num_rounds N = {c.num_rounds}, mask_window w = {c.mask_window}, permutation_seed = {c.permutation_seed},
   causal order π_0 = {c.causal_order}
@@ -921,7 +920,7 @@ def _upload_folder(
     revision: str | None = None,
     create_pr: bool = False,
 ):
-    """Every file under `folder` in one Hub commit to `repo_id` (created if missing), as transformers uploads."""
+    """Every file under `folder` in one `create_commit` to `repo_id` (created if missing), as transformers pushes."""
     api = HfApi(library_name="glauber-diffusion")
     repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     if revision is not None and not revision.startswith("refs/pr"):
