@@ -790,7 +790,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         one, the project's model card. `push_to_hub=True` (with `repo_id=`, `token=`, `commit_message=`, …) then
         uploads the folder as `push_to_hub` does."""
         if push_to_hub:
-            hub_fields = ("repo_id", "commit_message", "commit_description", "private", "revision", "create_pr", "token")
+            hub_fields = (
+                "repo_id", "commit_message", "commit_description", "private", "revision", "create_pr", "token"
+            )
             hub = {name: kwargs.pop(name) for name in hub_fields if name in kwargs}
             hub.setdefault("repo_id", os.path.basename(os.path.normpath(save_directory)))
             self.save_pretrained(save_directory, is_main_process, tokenizer=tokenizer, **kwargs)
