@@ -160,7 +160,7 @@ def run_best_of_n(args) -> int:
 
 def register(subparsers) -> None:
     """Add `eval {report,gen-ppl,bound,mauve,best-of-n}` to the `glauber` command."""
-    group = subparsers.add_parser("eval", help="evaluate Glauber models").add_subparsers(dest="eval_command", required=True)
+    group = subparsers.add_parser("eval").add_subparsers(dest="eval_command", required=True)
 
     parser = group.add_parser("report", help="Markdown table + PNG plot from result JSON files (ours or lm-eval's)")
     parser.add_argument("results", nargs="+")

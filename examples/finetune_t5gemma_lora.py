@@ -4,8 +4,15 @@
     python examples/finetune_t5gemma_lora.py --model_name_or_path google/t5gemma-2b-2b-ul2 --output_dir out/lora ...
 
 The reference kernel of the noising chain is a second LoRA adapter ("reference") on the shared frozen base, the EMA
-of the trained adapter: it costs adapter memory, not a second model (both numbers are printed). At the end the
-adapter is saved, reloaded and merged into a plain `GlauberT5ForDiffusion`.
+of the trained adapter: it costs adapter memory, not a second model (both numbers are printed).
+
+Written under --output_dir, each folder with the tokenizer:
+    base/     the converted model before LoRA (the adapter's `base_model_name_or_path` points here)
+    adapter/  the trained LoRA adapter (+ time conditioning):
+              glauber-lm-eval --model glauber --model_args pretrained=OUT/base,peft=OUT/adapter ...
+    merged/   the adapter merged into a plain `GlauberT5ForDiffusion`:
+              AutoModel.from_pretrained("OUT/merged", trust_remote_code=True),
+              glauber-lm-eval --model glauber --model_args pretrained=OUT/merged ...
 """
 
 import os
@@ -52,6 +59,10 @@ def main(script: LoraScriptArguments, args: GlauberTrainingArguments) -> None:
     tokenizer = ByT5Tokenizer() if tiny else AutoTokenizer.from_pretrained(script.model_name_or_path)
     backbone = tiny_t5gemma() if tiny else AutoModelForSeq2SeqLM.from_pretrained(script.model_name_or_path)
     model = GlauberT5ForDiffusion.from_backbone(backbone, tokenizer, num_rounds=args.num_rounds or 1)
+    # the converted model is the adapter's base: saved, so that the adapter names a folder that holds it
+    base_dir = os.path.join(args.output_dir, "base")
+    model.save_pretrained(base_dir)
+    model.name_or_path = base_dir  # what peft writes as base_model_name_or_path
     peft_model = apply_lora(model, glauber_lora_config(model, r=script.lora_r, lora_alpha=script.lora_alpha))
     peft_model.print_trainable_parameters()
     length = args.canvas_length or 32
@@ -65,8 +76,9 @@ def main(script: LoraScriptArguments, args: GlauberTrainingArguments) -> None:
 
     adapter_dir = os.path.join(args.output_dir, "adapter")
     peft_model.save_pretrained(adapter_dir, selected_adapters=["default"])
+    tokenizer.save_pretrained(adapter_dir)
     merged = peft_model.merge_and_unload()
-    merged.save_pretrained(os.path.join(args.output_dir, "merged"))
+    merged.save_pretrained(os.path.join(args.output_dir, "merged"), tokenizer=tokenizer)
     merged.eval()
     out = merged.generate(input_ids=torch.zeros((2, 0), dtype=torch.long), max_new_tokens=length, seed=0, top_p=0.95,
                           return_dict_in_generate=True)

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="generate text with a Glauber diffusion model")
+    parser = subparsers.add_parser("generate")
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
     parser.add_argument("--prompt", action="append", default=None, help="prompt text (repeat for a batch)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="canvas length L")
@@ -29,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
 
     import modeling_glauber  # noqa: F401  (registers the Auto classes)
 
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code).to(args.device).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    if is_puzzle_tokenizer(tokenizer):
+        raise SystemExit(
+            f"glauber generate: {args.model} is a puzzle checkpoint. A puzzle's givens must be encoded the way it was "
+            "trained and frozen on the canvas, which text generation does not do; solve puzzles with "
+            f"`glauber puzzles eval --model {args.model} --data PUZZLES` (a .jsonl of rows or a saved dataset)"
+        )
+    model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code).to(args.device).eval()
     prompts = args.prompt or [""]
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(args.device)
     out = model.generate(
@@ -54,3 +60,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"glauber: {final!r}")
     print(f"model calls: {out.num_model_calls} (batched; (N+1)·L without frozen positions)")
     return 0
+
+
+def is_puzzle_tokenizer(tokenizer) -> bool:
+    """Whether `tokenizer` is the puzzles' word-level tokenizer: every word in it belongs to the puzzle vocabulary."""
+    from puzzles.tokenizer import MAX_CANVAS_CELLS, puzzle_vocab
+
+    return set(tokenizer.get_vocab()) <= set(puzzle_vocab(None, MAX_CANVAS_CELLS))

@@ -38,6 +38,8 @@ class GlauberT5Config(PreTrainedConfig):
         r_mode_token_id / s_mode_token_id / x_mode_token_id: UL2 mode tokens ([NLU], [S2S], [NLG]); None omits them.
         sentinel_token_ids: ids of `<extra_id_0>`, `<extra_id_1>`, … (at least `mask_window` of them).
         suppressed_token_ids: ids neither mode may emit (specials, sentinels, ids past the tokenizer's vocabulary).
+        backbone_name_or_path: Hub id or directory the backbone was converted from (the model card's `base_model`);
+            None when unknown.
     """
 
     model_type = "glauber_t5"
@@ -60,6 +62,7 @@ class GlauberT5Config(PreTrainedConfig):
     x_mode_token_id: int | None = None
     sentinel_token_ids: list[int] | None = None
     suppressed_token_ids: list[int] | None = None
+    backbone_name_or_path: str | None = None
     is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):

@@ -8,9 +8,13 @@ CAUSAL-GEN at τ = 1 drafts the canvas in order π_0; MASK-INFILL at τ = t/T re
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCardData
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, GenerationMixin, PreTrainedModel
@@ -122,6 +126,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
 
     # Trainer must not hand num_items_in_batch to forward: the losses here are per-batch means.
     accepts_loss_kwargs = False
+    # the tokenizer `from_backbone` converted with; `save_pretrained` / `push_to_hub` write it (None after loading)
+    tokenizer = None
 
     def __init__(self, config: GlauberT5Config, backbone: PreTrainedModel | None = None):
         super().__init__(config)
@@ -232,6 +238,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         super()._set_gradient_checkpointing(
             enable, checkpoint_with_modulation(self._modulation_state, gradient_checkpointing_func), **kwargs
         )
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers' deprecated alias of `is_activation_checkpointing`, answered without its FutureWarning: peft
+        reads it on every `get_peft_model` / `PeftModel.from_pretrained` of this model."""
+        return self.is_activation_checkpointing
 
     def modulation(self, timesteps: torch.Tensor):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
@@ -823,7 +835,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
         `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings that
-        `canvas_position_embeddings`, `canvas_position_factors` and `canvas_given_embedding` ask for) are new.
+        `canvas_position_embeddings`, `canvas_position_factors` and `canvas_given_embedding` ask for) are new. The
+        model keeps the tokenizer it was converted with (with any added sentinels) as `model.tokenizer`:
+        `save_pretrained` and `push_to_hub` write it beside the weights.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
@@ -838,6 +852,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             raise ValueError(
                 f"backbone model_type {model.config.model_type!r} is not supported; allowed: {SUPPORTED_BACKBONES}"
             )
+        source = (model.name_or_path or None) if isinstance(backbone, PreTrainedModel) else os.fspath(backbone)
         vocab = model.get_output_embeddings().weight.shape[0]
         sentinels, mode_ids, suppressed = _special_ids(model, tokenizer, vocab, max(8, mask_window))
         config = GlauberT5Config(
@@ -855,9 +870,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             infill_reads_prompt=infill_reads_prompt,
             sentinel_token_ids=sentinels,
             suppressed_token_ids=suppressed,
+            backbone_name_or_path=source,
             **mode_ids,
         )
         glauber = cls(config, backbone=model)
+        glauber.tokenizer = tokenizer
         # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
         canvas_modules = [glauber.canvas_position_embedding, glauber.canvas_factor_embeddings,
                           glauber.canvas_given_embedding]
@@ -876,8 +893,21 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         )
         return glauber
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config with `auto_map`, the flat code files and a model card."""
+    def save_pretrained(
+        self, save_directory, is_main_process: bool = True, *, tokenizer=None, push_to_hub: bool = False, **kwargs
+    ):
+        """Save weights (safetensors), config with `auto_map`, the flat code files, `generation_config.json`, the
+        tokenizer (`tokenizer`, else `self.tokenizer` from `from_backbone`, if any) and, unless the folder already has
+        one, the project's model card. `push_to_hub=True` (with `repo_id=`, `token=`, `commit_message=`, …) then
+        uploads the folder as `push_to_hub` does."""
+        if push_to_hub:
+            hub_fields = (
+                "repo_id", "commit_message", "commit_description", "private", "revision", "create_pr", "token"
+            )
+            hub = {name: kwargs.pop(name) for name in hub_fields if name in kwargs}
+            hub.setdefault("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.save_pretrained(save_directory, is_main_process, tokenizer=tokenizer, **kwargs)
+            return _upload_folder(save_directory, **hub) if is_main_process else None
         self.config.auto_map = {
             "AutoConfig": "configuration_glauber.GlauberT5Config",
             "AutoModel": "modeling_glauber.GlauberT5ForDiffusion",
@@ -887,20 +917,73 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         if not kwargs["safe_serialization"]:
             raise ValueError("GlauberT5ForDiffusion saves safetensors only (safe_serialization=True)")
         kwargs.pop("safe_serialization")
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, is_main_process, **kwargs)
+        if not is_main_process:
+            return result
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        if tokenizer is not None:
+            tokenizer.save_pretrained(save_directory)
         card = os.path.join(save_directory, "README.md")
         if not os.path.exists(card):
             with open(card, "w", encoding="utf-8") as handle:
                 handle.write(self.model_card())
         return result
 
-    def model_card(self) -> str:
-        """A README.md for the checkpoint: what it is, how to load it, how it was made."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        tokenizer=None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ):
+        """
+        Publish the checkpoint to the Hub in one commit: weights, config, the code files, `generation_config.json`,
+        the tokenizer (`tokenizer`, else the one `from_backbone` converted with) and the project's model card (with
+        `base_model`, `library_name`, `pipeline_tag`, `tags` + `tags` and a `trust_remote_code=True` usage snippet
+        for `repo_id`). transformers' own `push_to_hub` would replace the card with its generic one. Returns the
+        `CommitInfo`.
+        """
+        if tokenizer is None and self.tokenizer is None:
+            logger.warning(
+                "push_to_hub: no tokenizer to publish (the model was not made by from_backbone in this process); pass "
+                "tokenizer= so that AutoTokenizer.from_pretrained(%r) works",
+                repo_id,
+            )
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, tokenizer=tokenizer, max_shard_size=max_shard_size)
+            with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as handle:
+                handle.write(self.model_card(repo_id=repo_id, tags=tags))
+            return _upload_folder(
+                folder,
+                repo_id,
+                commit_message=commit_message,
+                commit_description=commit_description,
+                private=private,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+    def model_card(self, repo_id: str | None = None, tags: list[str] | None = None) -> str:
+        """A README.md for the checkpoint: Hub metadata, what it is, how to load it, how it was made."""
         c = self.config
         overhead = self.time_conditioning_overhead()
+        card_tags = ["glauber-diffusion", "diffusion-lm", "text-diffusion", "custom_code"]
+        card_tags += [t for t in list(self.model_tags or []) + list(tags or []) if t not in card_tags]
+        base_model = _hub_id(c.backbone_name_or_path)
+        metadata = ModelCardData(
+            library_name="transformers", pipeline_tag="text-generation", tags=card_tags, base_model=base_model
+        )
+        name = repo_id or "<this folder or repo>"
         return f"""---
-library_name: transformers
-tags: [glauber-diffusion, diffusion-lm, text-diffusion]
+{metadata.to_yaml()}
 ---
 # Glauber diffusion model ({c.backbone.model_type} backbone)
 
@@ -908,8 +991,8 @@ A Glauber-dynamics diffusion language model (Kathuria & Kumar): a pretrained enc
 drafts the canvas and whose MASK-INFILL mode, conditioned on diffusion time through AdaLN-Zero, resamples every
 position in fixed random orders for N rounds.
 
-- backbone: `{c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time conditioning
-  {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
+- backbone: `{base_model or c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time
+  conditioning {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
 - num_rounds N = {c.num_rounds}, mask_window w = {c.mask_window}, permutation_seed = {c.permutation_seed},
   causal order π_0 = {c.causal_order}
 - cost of one generation: (N+1)·L model calls for a canvas of L tokens
@@ -918,8 +1001,9 @@ position in fixed random orders for N rounds.
 
 ```python
 from transformers import AutoModel, AutoTokenizer
-model = AutoModel.from_pretrained("<this folder or repo>", trust_remote_code=True)
-tok = AutoTokenizer.from_pretrained("<this folder or repo>", trust_remote_code=True)  # config.json names custom code
+model = AutoModel.from_pretrained("{name}", trust_remote_code=True)
+# transformers 5 reads config.json (custom code) before the tokenizer files: trust_remote_code=True keeps it from asking
+tok = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
 enc = tok(["The history of"], return_tensors="pt")
 out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, top_p=0.95, seed=0,
                      return_dict_in_generate=True)
@@ -927,11 +1011,62 @@ print(tok.batch_decode(out.sequences, skip_special_tokens=True))
 ```
 
 Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` for conversion, `GlauberTrainer`
-for training). The code files in this folder are all that loading needs.
+for training). The code files in this repository are all that loading needs.
 """
 
 
+def _hub_id(name: str | None) -> str | None:
+    """`name` if it reads as a Hub repo id (`owner/name`, not a local path), else None."""
+    if name and not os.path.exists(name) and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
+        return name
+    return None
+
+
+def _upload_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: bool | str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+):
+    """Every file under `folder` in one `create_commit` to `repo_id` (created if missing), as transformers pushes."""
+    api = HfApi(library_name="glauber-diffusion")
+    repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if revision is not None and not revision.startswith("refs/pr"):
+        api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+    root = Path(folder)
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(root).as_posix(), path_or_fileobj=str(path))
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message or "Upload Glauber diffusion model",
+        commit_description=commit_description,
+        token=token,
+        create_pr=create_pr,
+        revision=revision,
+    )
+
+
 _T5_SENTENCEPIECE_SIZE, _T5_PADDED_VOCAB = 32100, 32128
+
+
+def _resize_vocabulary(model: PreTrainedModel, size: int) -> None:
+    """Resize the embeddings to `size` rows and record it in every config that describes one of them."""
+    model.resize_token_embeddings(size)
+    # transformers records the new size on the text (decoder) config only; T5-Gemma's encoder config keeps its own
+    # `vocab_size`, and a checkpoint saved with the stale one fails to reload (size mismatch on encoder.embed_tokens)
+    config = model.config
+    for sub in (config, getattr(config, "encoder", None), getattr(config, "decoder", None)):
+        if sub is not None and hasattr(sub, "vocab_size"):
+            sub.vocab_size = size
 
 
 def _special_ids(model: PreTrainedModel, tokenizer, vocab: int, num_sentinels: int):
@@ -955,7 +1090,7 @@ def _special_ids(model: PreTrainedModel, tokenizer, vocab: int, num_sentinels: i
     ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
     if any(i is None or i == unk for i in ids):
         tokenizer.add_special_tokens({"additional_special_tokens": names}, replace_extra_special_tokens=False)
-        model.resize_token_embeddings(max(len(tokenizer), vocab))
+        _resize_vocabulary(model, max(len(tokenizer), vocab))
         ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
         logger.warning(
             "The tokenizer had no sentinels: added %s … %s and resized the embeddings to %d",

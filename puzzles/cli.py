@@ -97,7 +97,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``puzzles`` group; every leaf sets ``func(args) -> int``."""
-    group = subparsers.add_parser("puzzles", help="generate and evaluate Sudoku / Zebra benchmarks")
+    group = subparsers.add_parser("puzzles")
     sub = group.add_subparsers(dest="puzzles_command", required=True)
 
     make = sub.add_parser("make", help="generate a dataset and save it with save_to_disk")

@@ -268,34 +268,32 @@ def save_checkpoint(model, tokenizer, out: str | Path) -> Path:
 
 PUZZLE_CARD = """---
 library_name: transformers
-tags: [glauber-diffusion, sudoku, zebra-puzzles]
+tags: [glauber-diffusion, sudoku, zebra-puzzles, custom_code]
 ---
 # Glauber diffusion puzzle solver ({kind} {size})
 
 A GlauberT5 ({parameters:,} parameters, fp16 safetensors) trained from scratch by the `glauber-diffusion` library's
-puzzle recipe, with its word-level tokenizer and {puzzles} held-out puzzles (`test.jsonl`). The modelling code is not
-in this folder: load it with the library installed,
+puzzle recipe, with its word-level tokenizer, its code files and {puzzles} held-out puzzles (`test.jsonl`). It loads
+anywhere with `AutoModel.from_pretrained("<this folder>", trust_remote_code=True)`; solving a puzzle needs the
+library's prompt encoding of the givens, so evaluate with the library installed:
 
 ```python
 from puzzles.recipe import load_model
 model, tokenizer = load_model("<this folder>")  # fp32
 ```
 
-and evaluate with `glauber puzzles eval --model <this folder> --data <this folder>/test.jsonl`.
+or `glauber puzzles eval --model <this folder> --data <this folder>/test.jsonl`.
 """
 
 
 def save_demo_asset(model, tokenizer, rows: list[dict[str, Any]], out: str | Path) -> Path:
-    """fp16 safetensors checkpoint + tokenizer + held-out rows, written beside `out` and moved into place; checks
-    that it reloads in fp32. The code files are left out: the installed package provides them (a copy would go
-    stale), and `load_model` uses the registered classes."""
+    """fp16 safetensors checkpoint + its code files + tokenizer + held-out rows, written beside `out` and moved into
+    place; checks that it reloads in fp32."""
     with staged_dir(out) as staging:
         model.half().save_pretrained(staging)
         model.float()
         tokenizer.save_pretrained(staging)
-        for code in staging.glob("*.py"):
-            code.unlink()
-        # the generic model card would promise code files and a text prompt; this folder has neither
+        # the generic model card would promise a text prompt; a puzzle takes the library's encoding of its givens
         first = rows[0] if rows else {"kind": "?", "size": "?"}
         (staging / "README.md").write_text(PUZZLE_CARD.format(
             parameters=sum(p.numel() for p in model.parameters()), puzzles=len(rows), kind=first["kind"],

@@ -404,14 +404,10 @@ def test_without_a_tokenizer_the_sentinels_follow_the_t5_vocabulary(tokenizer, t
 
 
 def test_tokenizer_without_sentinels_gets_them_added_and_embeddings_resized(caplog):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5GemmaConfig, T5GemmaForConditionalGeneration
+    from tiny_models import tokenizer_without_sentinels
+    from transformers import T5GemmaConfig, T5GemmaForConditionalGeneration
 
-    words = ["<pad>", "</s>", "<bos>", "<unk>"] + [f"w{i}" for i in range(40)]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", bos_token="<bos>",
-                                  unk_token="<unk>")
+    tok = tokenizer_without_sentinels()
     module = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                   num_key_value_heads=1, head_dim=16, vocab_size=len(tok))
     torch.manual_seed(0)

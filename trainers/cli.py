@@ -30,10 +30,8 @@ def _run(namespace: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the `train` subcommand; everything after it goes to `HfArgumentParser`."""
-    parser = subparsers.add_parser(
-        "train", help="UL2 stage then Glauber SEDD training (flags: glauber train --help)", add_help=False,
-        prefix_chars="+",  # leave every --flag (and --help) to HfArgumentParser
-    )
+    # prefix_chars="+": leave every --flag (and --help) to HfArgumentParser
+    parser = subparsers.add_parser("train", add_help=False, prefix_chars="+")
     parser.add_argument("hf_args", nargs=argparse.REMAINDER)
     parser.set_defaults(func=_run)
 

@@ -98,3 +98,59 @@ def test_lora_config_targeting_nothing_is_an_error():
         peft_model = apply_lora(model, glauber_lora_config(model))
         GlauberTrainer(model=peft_model, args=lora_args("/tmp/unused_lora"), ref_model=copy.deepcopy(peft_model),
                        train_dataset=Dataset.from_dict(toy_rows()))
+
+
+def test_applying_and_loading_lora_raises_no_future_warning(tmp_path):
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = apply_lora(tiny_t5gemma(), glauber_lora_config(tiny_t5gemma(), r=4))
+        model.save_pretrained(tmp_path, selected_adapters=["default"])
+        PeftModel.from_pretrained(tiny_t5gemma(), tmp_path)
+    assert not model.get_base_model().is_gradient_checkpointing
+    model.get_base_model().activation_checkpointing_enable()
+    assert model.get_base_model().is_gradient_checkpointing
+
+
+def test_lora_example_writes_folders_that_reload_and_evaluate(tmp_path):
+    """examples/finetune_t5gemma_lora.py: base, adapter and merged folders each hold a tokenizer; the adapter names
+    the saved base; lm-eval's adapter scores merged and base + adapter alike; merged loads with AutoModel."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from lm_eval.api.instance import Instance
+    from transformers import AutoModel, AutoTokenizer, HfArgumentParser
+
+    from eval.lm_eval_adapter import GlauberLM
+
+    path = Path(__file__).parents[2] / "examples" / "finetune_t5gemma_lora.py"
+    spec = importlib.util.spec_from_file_location("finetune_t5gemma_lora", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "lora"
+    argv = ["--output_dir", str(out), "--max_steps", "2", "--num_rounds", "1", "--use_cpu", "--timesteps_per_chain",
+            "2", "--per_device_train_batch_size", "2", "--canvas_length", "8", "--lora_r", "2", "--learning_rate",
+            "1e-2", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    example.main(*HfArgumentParser((example.LoraScriptArguments, GlauberTrainingArguments))
+                 .parse_args_into_dataclasses(args=argv))
+
+    for folder in ("base", "adapter", "merged"):
+        assert (out / folder / "tokenizer_config.json").is_file(), folder
+    base = json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base is not None and Path(base).resolve() == (out / "base").resolve()
+
+    request = [Instance(request_type="loglikelihood", doc={}, arguments=("Once upon", " a time"), idx=0)]
+    merged = GlauberLM(pretrained=str(out / "merged"), scorer="causal", progress=False)
+    unmerged = GlauberLM(pretrained=base, peft=str(out / "adapter"), scorer="causal", progress=False)
+    untrained = GlauberLM(pretrained=base, scorer="causal", progress=False)
+    value = merged.loglikelihood(request)[0][0]
+    assert value == pytest.approx(unmerged.loglikelihood(request)[0][0], rel=1e-4)
+    assert abs(value - untrained.loglikelihood(request)[0][0]) > 1e-4  # the adapter changed the model
+
+    reloaded = AutoModel.from_pretrained(out / "merged", trust_remote_code=True)
+    tok = AutoTokenizer.from_pretrained(out / "merged")
+    assert type(reloaded).__name__ == "GlauberT5ForDiffusion" and tok("a").input_ids == merged.tokenizer("a").input_ids
