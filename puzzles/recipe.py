@@ -34,7 +34,7 @@ from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallba
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
-from puzzles.tokenizer import build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
+from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import (
     GlauberDataCollator,
@@ -83,6 +83,9 @@ class RecipeConfig:
     time_dim: int = 64
     num_rounds: int = 3
     mask_window: int = 1
+    # w written into the saved model for refinement (0: `mask_window`); stage 1 trains the infill on up to
+    # `infill_targets` masked cells, so a model whose stage 2 ran with w = 1 can refine with a wider window
+    refine_mask_window: int = 0
     stage1_steps: int = 1000
     stage1_lr: float = 2e-3
     stage1_batch: int = 64
@@ -114,6 +117,9 @@ class RecipeConfig:
         for name in ("canvas_factors", "prompt_positions", "augment"):
             if getattr(self, name) and self.kind != "sudoku":
                 raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
+        if not 0 <= self.refine_mask_window <= len(SENTINELS):
+            raise ValueError(f"refine_mask_window must be in [0, {len(SENTINELS)}] (0: mask_window; at most one "
+                             f"sentinel per masked cell), got {self.refine_mask_window}")
         if self.prompt_positions and self.canvas_index:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):

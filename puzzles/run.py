@@ -215,6 +215,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget)
     trained_seconds = time.perf_counter() - started - data_seconds
     model.eval()
+    if cfg.refine_mask_window:
+        model.config.mask_window = cfg.refine_mask_window  # what generate() and the evaluation below use
     save_checkpoint(model, tokenizer, out / "model")
 
     records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)

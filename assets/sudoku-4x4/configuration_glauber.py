@@ -25,6 +25,16 @@ class GlauberT5Config(PreTrainedConfig):
             (k < L_max) to the canvas token at k in the MASK-INFILL encoder and to the CAUSAL-GEN decoder input that
             writes k, so that a cell knows where it is without deriving it from relative positions (puzzles); 0 (the
             default) adds nothing, as text needs.
+        canvas_position_factors: factorised canvas positions (DESIGN §9), one list per factor f holding index_f(k)
+            for every canvas position k (Sudoku: row, column, box): `E[k] = Σ_f F_f[index_f(k)]`, each table F_f
+            zero-initialised with `max(index_f) + 1` rows, added wherever the canvas position embedding is. Every
+            list has the canvas length L; None (the default) adds nothing.
+        canvas_given_embedding: add a learned, zero-initialised vector to the MASK-INFILL encoder token of every
+            frozen canvas position (a puzzle's givens), so the infill tells givens from values it may change.
+        prompt_canvas_positions: the prompt holds one token per canvas position, in canvas order (a Sudoku grid
+            with blanks): prompt token k gets the canvas embedding of position k in both modes.
+        infill_reads_prompt: MASK-INFILL reads `[R] + P + x + </s>` (True, the default); False drops P, for puzzles
+            whose givens are frozen canvas cells, so the infill encoder reads only the canvas.
         r_mode_token_id / s_mode_token_id / x_mode_token_id: UL2 mode tokens ([NLU], [S2S], [NLG]); None omits them.
         sentinel_token_ids: ids of `<extra_id_0>`, `<extra_id_1>`, … (at least `mask_window` of them).
         suppressed_token_ids: ids neither mode may emit (specials, sentinels, ids past the tokenizer's vocabulary).
@@ -43,6 +53,10 @@ class GlauberT5Config(PreTrainedConfig):
     time_frequency_dim: int = 256
     time_embedding_dim: int = 256
     canvas_position_embeddings: int = 0
+    canvas_position_factors: list[list[int]] | None = None
+    canvas_given_embedding: bool = False
+    prompt_canvas_positions: bool = False
+    infill_reads_prompt: bool = True
     r_mode_token_id: int | None = None
     s_mode_token_id: int | None = None
     x_mode_token_id: int | None = None
@@ -76,6 +90,7 @@ class GlauberT5Config(PreTrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self._validate_canvas_fields()
         if self.time_frequency_dim % 2:
             raise ValueError(f"time_frequency_dim must be even, got {self.time_frequency_dim}")
         if not isinstance(self.permutation_seed, int) or self.permutation_seed < 0:
@@ -102,6 +117,47 @@ class GlauberT5Config(PreTrainedConfig):
                     f"mask_window={self.mask_window} needs at least that many sentinel_token_ids, "
                     f"got {len(self.sentinel_token_ids)}"
                 )
+
+    def _validate_canvas_fields(self) -> None:
+        factors = self.canvas_position_factors
+        if factors is not None:
+            if not isinstance(factors, (list, tuple)) or not factors:
+                raise ValueError(f"canvas_position_factors must be a non-empty list of index lists, got {factors!r}")
+            lengths = set()
+            for f, index in enumerate(factors):
+                if not isinstance(index, (list, tuple)) or not index:
+                    raise ValueError(f"canvas_position_factors[{f}] must be a non-empty list of indices, got {index!r}")
+                bad = [v for v in index if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+                if bad:
+                    raise ValueError(
+                        f"canvas_position_factors[{f}] holds {bad[0]!r}; every index must be an integer >= 0"
+                    )
+                lengths.add(len(index))
+            if len(lengths) != 1:
+                raise ValueError(
+                    f"canvas_position_factors must give every factor one index per canvas position (the same length), "
+                    f"got lengths {sorted(len(index) for index in factors)}"
+                )
+            if self.canvas_position_embeddings and self.canvas_position_embeddings < lengths.pop():
+                raise ValueError(
+                    "canvas_position_embeddings must cover the canvas of canvas_position_factors "
+                    f"({len(factors[0])} positions), got {self.canvas_position_embeddings}"
+                )
+        for name in ("canvas_given_embedding", "prompt_canvas_positions", "infill_reads_prompt"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.prompt_canvas_positions and self.canvas_length_limit is None:
+            raise ValueError(
+                "prompt_canvas_positions needs canvas positions to embed: set canvas_position_embeddings > 0 or "
+                "canvas_position_factors"
+            )
+
+    @property
+    def canvas_length_limit(self) -> int | None:
+        """Longest canvas the canvas position tables embed; None when the model has none (any length)."""
+        limits = [len(self.canvas_position_factors[0])] if self.canvas_position_factors else []
+        limits += [self.canvas_position_embeddings] if self.canvas_position_embeddings else []
+        return min(limits) if limits else None
 
     @property
     def vocab_size(self) -> int:

@@ -17,12 +17,14 @@ import torch
 
 @dataclass
 class GlauberPrefix:
-    """Left-padded `[mode] + P` for each mode: ids and attention masks, `[B, P_causal]` and `[B, P_infill]`."""
+    """Left-padded `[mode] + P` for each mode: ids and attention masks, `[B, P_causal]` and `[B, P_infill]`; and,
+    for models that mark givens (`canvas_given_embedding`), `given` `[B, L]`: which canvas positions are frozen."""
 
     causal_ids: torch.Tensor
     causal_mask: torch.Tensor
     infill_ids: torch.Tensor
     infill_mask: torch.Tensor
+    given: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -30,7 +32,10 @@ class GlauberPrefix:
 
     def select(self, rows: torch.Tensor) -> "GlauberPrefix":
         """The prefix of a subset (or repetition) of rows."""
-        return GlauberPrefix(self.causal_ids[rows], self.causal_mask[rows], self.infill_ids[rows], self.infill_mask[rows])
+        given = None if self.given is None else self.given[rows]
+        return GlauberPrefix(
+            self.causal_ids[rows], self.causal_mask[rows], self.infill_ids[rows], self.infill_mask[rows], given
+        )
 
 
 def _left_pack(tokens: torch.Tensor, keep: torch.Tensor, lead: int | None, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +69,14 @@ def build_prefix(
     eos_token_id: int,
     pad_token_id: int,
     device: torch.device,
+    infill_reads_prompt: bool = True,
+    given: torch.Tensor | None = None,
 ) -> GlauberPrefix:
     """Turn prompts (any padding side; a trailing `</s>` added by the tokenizer is dropped) into a `GlauberPrefix`.
 
-    Without an `attention_mask`, pad tokens are padding, as Hugging Face's generate infers."""
+    Without an `attention_mask`, pad tokens are padding, as Hugging Face's generate infers. With
+    `infill_reads_prompt=False` the MASK-INFILL prefix is the mode token alone (the givens are on the canvas).
+    `given`: `[B, L]` frozen canvas positions, carried for `canvas_given_embedding`."""
     if input_ids is None:
         tokens = torch.zeros((batch_size, 0), dtype=torch.long, device=device)
         keep = torch.zeros((batch_size, 0), dtype=torch.bool, device=device)
@@ -81,8 +90,11 @@ def build_prefix(
             keep = keep.clone()
             keep[rows[trailing_eos], last[trailing_eos]] = False
     causal_ids, causal_mask = _left_pack(tokens, keep, s_mode_token_id, pad_token_id)
+    if not infill_reads_prompt:
+        tokens, keep = tokens[:, :0], keep[:, :0]
     infill_ids, infill_mask = _left_pack(tokens, keep, r_mode_token_id, pad_token_id)
-    return GlauberPrefix(causal_ids, causal_mask, infill_ids, infill_mask)
+    given = None if given is None else given.to(device).bool()
+    return GlauberPrefix(causal_ids, causal_mask, infill_ids, infill_mask, given)
 
 
 def causal_encoder_inputs(prefix: GlauberPrefix, eos_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,12 +143,46 @@ def infill_encoder_width(prefix: GlauberPrefix, length: int) -> int:
     return prefix.infill_ids.shape[1] + length + 1
 
 
-def infill_canvas_positions(prefix: GlauberPrefix, length: int) -> torch.Tensor:
-    """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`."""
+def prompt_canvas_positions(prefix_mask: torch.Tensor, length: int, mode_token: bool) -> torch.Tensor:
+    """`[B, W]` canvas position of each column of a left-packed `[mode] + P` whose prompt P is one token per canvas
+    position in canvas order (its last L columns hold positions 0 … L-1); -1 elsewhere."""
+    prompt_lengths = prefix_mask.sum(dim=1) - int(mode_token)
+    if bool((prompt_lengths != length).any()):
+        raise ValueError(
+            f"prompt_canvas_positions needs a prompt of exactly one token per canvas position (L={length}), got "
+            f"prompts of {sorted(set(prompt_lengths.tolist()))} tokens"
+        )
+    batch, width = prefix_mask.shape
+    positions = torch.full((batch, width), -1, dtype=torch.long, device=prefix_mask.device)
+    positions[:, width - length:] = torch.arange(length, device=prefix_mask.device)
+    return positions
+
+
+def infill_canvas_positions(
+    prefix: GlauberPrefix, length: int, prompt_positions: bool = False, mode_token: bool = False
+) -> torch.Tensor:
+    """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`.
+    With `prompt_positions`, the prompt tokens hold theirs too (`prompt_canvas_positions`)."""
     device = prefix.infill_ids.device
-    none = torch.full((prefix.batch_size, prefix.infill_ids.shape[1] + 1), -1, dtype=torch.long, device=device)
+    if prompt_positions:
+        head = prompt_canvas_positions(prefix.infill_mask, length, mode_token)
+    else:
+        head = torch.full((prefix.batch_size, prefix.infill_ids.shape[1]), -1, dtype=torch.long, device=device)
     canvas = torch.arange(length, device=device).expand(prefix.batch_size, -1)
-    return torch.cat([none[:, :-1], canvas, none[:, -1:]], dim=1)
+    eos = torch.full((prefix.batch_size, 1), -1, dtype=torch.long, device=device)
+    return torch.cat([head, canvas, eos], dim=1)
+
+
+def infill_canvas_given(prefix: GlauberPrefix, length: int) -> torch.Tensor | None:
+    """`[B, P + L + 1]` True at the encoder tokens of given (frozen) canvas positions; None without `prefix.given`."""
+    if prefix.given is None:
+        return None
+    if prefix.given.shape != (prefix.batch_size, length):
+        raise ValueError(f"the prefix's given mask must have shape {(prefix.batch_size, length)}, got "
+                         f"{tuple(prefix.given.shape)}")
+    head = torch.zeros((prefix.batch_size, prefix.infill_ids.shape[1]), dtype=torch.bool, device=prefix.given.device)
+    eos = torch.zeros((prefix.batch_size, 1), dtype=torch.bool, device=prefix.given.device)
+    return torch.cat([head, prefix.given, eos], dim=1)
 
 
 def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: int, device: torch.device) -> torch.Tensor:
@@ -172,7 +218,7 @@ def concat_mode_inputs(batches: list[dict[str, torch.Tensor]], pad_token_id: int
     """
 
     def stack(key: str, value: int, like: str | None = None) -> torch.Tensor:
-        tensors = [b[key] if key in b else torch.full_like(b[like], value) for b in batches]
+        tensors = [(b[key] if key in b else torch.full_like(b[like], value)).long() for b in batches]
         width = max(t.shape[1] for t in tensors)
         return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
 
@@ -185,6 +231,8 @@ def concat_mode_inputs(batches: list[dict[str, torch.Tensor]], pad_token_id: int
     for key, like in (("canvas_positions", "input_ids"), ("decoder_canvas_positions", "decoder_input_ids")):
         if any(key in b for b in batches):
             stacked[key] = stack(key, -1, like)
+    if any("canvas_given" in b for b in batches):
+        stacked["canvas_given"] = stack("canvas_given", 0, "input_ids").bool()
     return stacked
 
 
@@ -193,7 +241,9 @@ __all__ = [
     "GlauberPrefix",
     "build_prefix",
     "causal_encoder_inputs",
+    "infill_canvas_given",
     "infill_canvas_positions",
+    "prompt_canvas_positions",
     "infill_encoder_inputs",
     "infill_decoder_inputs",
     "mask_canvas",

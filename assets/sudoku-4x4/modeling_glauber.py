@@ -27,10 +27,12 @@ from .infill import (
     GlauberPrefix,
     build_prefix,
     causal_encoder_inputs,
+    infill_canvas_given,
     infill_canvas_positions,
     infill_decoder_inputs,
     infill_encoder_inputs,
     infill_encoder_width,
+    prompt_canvas_positions,
 )
 from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
@@ -142,23 +144,32 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         self.time_conditioning = GlauberTimeConditioning(
             norm_dims, config.time_frequency_dim, config.time_embedding_dim
         )
+        d_model = self.get_input_embeddings().embedding_dim
         self.canvas_position_embedding = (
-            nn.Embedding(config.canvas_position_embeddings, self.get_input_embeddings().embedding_dim)
-            if config.canvas_position_embeddings
-            else None
+            nn.Embedding(config.canvas_position_embeddings, d_model) if config.canvas_position_embeddings else None
         )
+        factors = config.canvas_position_factors
+        self.canvas_factor_embeddings = (
+            nn.ModuleList(nn.Embedding(max(index) + 1, d_model) for index in factors) if factors else None
+        )
+        self.canvas_given_embedding = nn.Embedding(1, d_model) if config.canvas_given_embedding else None
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
         self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._factor_index: dict[torch.device, torch.Tensor] = {}
         self.post_init()
 
-    def _specials(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _specials(self, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
+        device = self.device if device is None else device
         # keyed on the config's ids too, so that editing them (e.g. suppressing non-value tokens) takes effect
-        key = (self.device, tuple(c.sentinel_token_ids or ()), tuple(c.suppressed_token_ids or ()),
+        key = (device, tuple(c.sentinel_token_ids or ()), tuple(c.suppressed_token_ids or ()),
                c.r_mode_token_id, c.s_mode_token_id, c.x_mode_token_id)
         if key not in self._special_tensors:
-            sentinels = torch.tensor(c.sentinel_token_ids or [], dtype=torch.long, device=self.device)
-            self._special_tensors = {key: (self._build_suppress_mask(c).to(self.device), sentinels)}
+            stale = [k for k in self._special_tensors if k[0] == device]
+            for k in stale:
+                del self._special_tensors[k]
+            sentinels = torch.tensor(c.sentinel_token_ids or [], dtype=torch.long, device=device)
+            self._special_tensors[key] = (self._build_suppress_mask(c).to(device), sentinels)
         return self._special_tensors[key]
 
     def restrict_canvas_vocabulary(self, allowed_token_ids) -> None:
@@ -238,24 +249,60 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
         return self._modulation_state.use(self.time_conditioning(timesteps))
 
+    @property
+    def has_canvas_embedding(self) -> bool:
+        """Whether canvas tokens get an added embedding (positions, factors or the given marker)."""
+        return any(m is not None for m in (self.canvas_position_embedding, self.canvas_factor_embeddings,
+                                           self.canvas_given_embedding))
+
+    def canvas_embedding(self, positions: torch.Tensor, given: torch.Tensor | None = None) -> torch.Tensor:
+        """`E[k] = E_pos[k] + Σ_f F_f[index_f(k)]` for every entry k of `positions` (DESIGN §9), plus the given
+        marker G where `given` is True; zero where k = -1."""
+        held = positions >= 0
+        k = positions.clamp(min=0)
+        weight = self.get_input_embeddings().weight
+        out = torch.zeros(*positions.shape, weight.shape[1], dtype=weight.dtype, device=positions.device)
+        if self.canvas_position_embedding is not None:
+            out = out + self.canvas_position_embedding(k)
+        if self.canvas_factor_embeddings is not None:
+            device = positions.device
+            if device not in self._factor_index:
+                self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
+            index = self._factor_index[device]
+            for f, table in enumerate(self.canvas_factor_embeddings):
+                out = out + table(index[f][k])
+        out = out * held.unsqueeze(-1)
+        if given is not None and self.canvas_given_embedding is not None:
+            out = out + self.canvas_given_embedding.weight[0] * (given & held).unsqueeze(-1)
+        return out
+
     def embed_with_canvas_positions(
-        self, embed_tokens: nn.Module, ids: torch.Tensor, positions: torch.Tensor, name: str
+        self,
+        embed_tokens: nn.Module,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        name: str,
+        given: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`embed_tokens(ids) + E[positions]`: `positions[b, i]` is the canvas position token i holds (CAUSAL-GEN
-        decoder: the one it writes), -1 where it holds none."""
-        table = self.canvas_position_embedding
-        if table is None:
-            raise ValueError(f"{name} needs a model with config.canvas_position_embeddings > 0")
+        """`embed_tokens(ids) + canvas_embedding(positions, given)`: `positions[b, i]` is the canvas position token i
+        holds (CAUSAL-GEN decoder: the one it writes), -1 where it holds none."""
+        if not self.has_canvas_embedding:
+            raise ValueError(
+                f"{name} needs a model with a canvas embedding (config.canvas_position_embeddings > 0, "
+                "canvas_position_factors or canvas_given_embedding)"
+            )
         if ids is None or positions.shape != ids.shape:
             raise ValueError(f"{name} must have the shape of the token ids it annotates, got {tuple(positions.shape)}")
-        if positions.numel() and int(positions.max()) >= table.num_embeddings:
+        limit = self.config.canvas_length_limit
+        if limit is not None and positions.numel() and int(positions.max()) >= limit:
             raise ValueError(
-                f"{name} holds canvas position {int(positions.max())}, but the model embeds positions < "
-                f"canvas_position_embeddings={table.num_embeddings}"
+                f"{name} holds canvas position {int(positions.max())}, but the model embeds canvas positions < {limit} "
+                "(canvas_position_embeddings / the length of canvas_position_factors)"
             )
+        if given is not None and given.shape != ids.shape:
+            raise ValueError(f"canvas_given must have the shape of the token ids, got {tuple(given.shape)}")
         embeds = embed_tokens(ids)
-        added = table(positions.clamp(min=0)) * (positions >= 0).unsqueeze(-1)
-        return embeds + added.to(embeds.dtype)
+        return embeds + self.canvas_embedding(positions, given).to(embeds.dtype)
 
     def forward(
         self,
@@ -272,12 +319,14 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         canvas_positions: torch.LongTensor | None = None,
         decoder_canvas_positions: torch.LongTensor | None = None,
+        canvas_given: torch.BoolTensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
         canvas_positions / decoder_canvas_positions: `[B, S]` / `[B, T]` canvas position held by each encoder /
-            decoder token (-1: none), for models with `config.canvas_position_embeddings`; `infill_inputs` and
-            `causal_inputs` build them.
+            decoder token (-1: none), for models with a canvas embedding (`config.canvas_position_embeddings`,
+            `canvas_position_factors`, `canvas_given_embedding`); `infill_inputs` and `causal_inputs` build them.
+        canvas_given: `[B, S]` True at encoder tokens of given (frozen) canvas positions (`canvas_given_embedding`).
         """
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None and encoder_outputs is not None:
@@ -287,7 +336,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         tau = self._timesteps(timesteps, reference.shape[0], reference.device)
         if canvas_positions is not None:
             inputs_embeds = self.embed_with_canvas_positions(
-                self.backbone.get_encoder().embed_tokens, input_ids, canvas_positions, "canvas_positions"
+                self.backbone.get_encoder().embed_tokens, input_ids, canvas_positions, "canvas_positions", canvas_given
             )
             input_ids = None
         if decoder_canvas_positions is not None:
@@ -318,9 +367,16 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         return get_schedule(length, c.num_rounds, c.permutation_seed, c.causal_order)
 
     def build_prefix(
-        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None = None, batch_size: int | None = None
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+        batch_size: int | None = None,
+        frozen_mask: torch.Tensor | None = None,
+        device: torch.device | None = None,
     ) -> GlauberPrefix:
-        """The prompt P of each row, laid out for both modes (see `infill.build_prefix`)."""
+        """The prompt P of each row, laid out for both modes (see `infill.build_prefix`); `frozen_mask` `[B, L]` marks
+        the givens for a model with `canvas_given_embedding` (ignored otherwise). On `device` (default: the
+        model's; a data collator builds it where its batch is)."""
         if batch_size is None:
             if input_ids is None:
                 raise ValueError("build_prefix needs input_ids or batch_size")
@@ -334,8 +390,37 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             r_mode_token_id=c.r_mode_token_id,
             eos_token_id=c.eos_id,
             pad_token_id=c.pad_id,
-            device=self.device,
+            device=self.device if device is None else device,
+            infill_reads_prompt=c.infill_reads_prompt,
+            given=frozen_mask if self.canvas_given_embedding is not None else None,
         )
+
+    def causal_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
+        """`canvas_positions` of the CAUSAL-GEN encoder tokens `[S] + P + </s>` when the prompt describes the canvas
+        (`prompt_canvas_positions`); empty otherwise."""
+        if not self.config.prompt_canvas_positions:
+            return {}
+        head = prompt_canvas_positions(prefix.causal_mask, length, self.config.s_mode_token_id is not None)
+        return {"canvas_positions": torch.cat([head, torch.full_like(head[:, :1], -1)], dim=1)}
+
+    def infill_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
+        """`canvas_positions` and, with `canvas_given_embedding`, `canvas_given` of an encoder input laid out like
+        `infill_encoder_inputs` (`[R] + P + x + </s>`); empty for a model without a canvas embedding."""
+        if not self.has_canvas_embedding:
+            return {}
+        c = self.config
+        annotations = {
+            "canvas_positions": infill_canvas_positions(
+                prefix,
+                length,
+                prompt_positions=c.prompt_canvas_positions and c.infill_reads_prompt,
+                mode_token=c.r_mode_token_id is not None,
+            )
+        }
+        given = infill_canvas_given(prefix, length)
+        if given is not None:
+            annotations["canvas_given"] = given
+        return annotations
 
     def content_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Float logits with every token neither mode may emit set to -inf."""
@@ -354,8 +439,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             "decoder_input_ids": torch.cat([start, ordered[:, :-1]], dim=1),
             "timesteps": torch.ones(1, device=canvas.device),
         }
-        if self.canvas_position_embedding is not None:
+        if self.has_canvas_embedding:
             inputs["decoder_canvas_positions"] = order.expand_as(ordered)
+            inputs.update(self.causal_encoder_annotations(prefix, canvas.shape[1]))
         return inputs
 
     def infill_inputs(
@@ -366,9 +452,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         window_valid: torch.Tensor,
         timesteps: torch.Tensor | float,
     ) -> dict[str, torch.Tensor]:
-        """MASK-INFILL forward arguments (DESIGN §2); the prediction is the logits at decoder position 1."""
+        """MASK-INFILL forward arguments (DESIGN §2); the prediction is the logits at decoder position 1. Built on
+        the canvas's device, never touching the model's (a DataLoader worker collates on the CPU beside a GPU model)."""
+        sentinels = self._specials(canvas.device)[1]
         enc_ids, enc_mask = infill_encoder_inputs(
-            prefix, canvas, window_positions, window_valid, self.sentinel_ids, self.config.eos_id
+            prefix, canvas, window_positions, window_valid, sentinels, self.config.eos_id
         )
         dec_ids = infill_decoder_inputs(
             canvas.shape[0], self.config.decoder_start_id, self.config.sentinel_token_ids[0], canvas.device
@@ -380,8 +468,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             "decoder_input_ids": dec_ids,
             "timesteps": tau,  # [1] (shared) or [B]
         }
-        if self.canvas_position_embedding is not None:
-            inputs["canvas_positions"] = infill_canvas_positions(prefix, canvas.shape[1])
+        inputs.update(self.infill_encoder_annotations(prefix, canvas.shape[1]))
         return inputs
 
     def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
@@ -413,10 +500,17 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         enc_ids, enc_mask = causal_encoder_inputs(prefix, self.config.eos_id)
         token = torch.full((batch, 1), self.config.decoder_start_id, dtype=torch.long, device=canvas.device)
         # E[π_0(j)] of every step, looked up once: generate() has checked that L fits the table
-        step_positions = None if self.canvas_position_embedding is None else self.canvas_position_embedding(order_positions)
+        step_positions = self.canvas_embedding(order_positions) if self.has_canvas_embedding else None
         embed_tokens = self.backbone.get_decoder().embed_tokens
+        annotations = self.causal_encoder_annotations(prefix, length)
+        if not annotations:
+            encoder_inputs = {"input_ids": enc_ids}
+        else:
+            encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
+                self.backbone.get_encoder().embed_tokens, enc_ids, annotations["canvas_positions"], "canvas_positions"
+            )}
         with self.modulation(torch.ones(1, device=canvas.device)):
-            encoder_outputs = self.backbone.get_encoder()(input_ids=enc_ids, attention_mask=enc_mask)
+            encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
             cache = None
             for step, position in enumerate(order):
                 if step_positions is None:
@@ -554,7 +648,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         if bool(frozen.all()):
             raise ValueError("frozen_mask freezes every canvas position: there is nothing to generate")
 
-        prefix = self.build_prefix(input_ids, attention_mask, batch)
+        prefix = self.build_prefix(input_ids, attention_mask, batch, frozen_mask=frozen)
         limit, width = self.config.max_sequence_length, infill_encoder_width(prefix, length)
         if limit is not None and width > limit:
             prompt = int(prefix.infill_mask.sum(1).max()) - (self.config.r_mode_token_id is not None)
@@ -684,10 +778,17 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             raise ValueError(f"input_ids has {input_ids.shape[0]} rows but canvas_ids has {batch}")
         if not isinstance(length, int) or length < 1:
             raise ValueError(f"max_new_tokens (the canvas length L) must be an integer >= 1, got {length!r}")
-        table = self.config.canvas_position_embeddings
-        if table and length > table:
+        table = self.config.canvas_length_limit
+        if table is not None and length > table:
             raise ValueError(
-                f"the canvas has L={length} positions, but the model embeds positions < canvas_position_embeddings={table}"
+                f"the canvas has L={length} positions, but the model embeds canvas positions < {table} "
+                "(canvas_position_embeddings / the length of canvas_position_factors)"
+            )
+        factors = self.config.canvas_position_factors
+        if factors and length != len(factors[0]):
+            raise ValueError(
+                f"the canvas has L={length} positions, but canvas_position_factors describe a canvas of "
+                f"{len(factors[0])} positions"
             )
         if frozen_mask is not None:
             if canvas_ids is None:
@@ -720,6 +821,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         time_frequency_dim: int = 256,
         time_embedding_dim: int = 256,
         canvas_position_embeddings: int = 0,
+        canvas_position_factors: list[list[int]] | None = None,
+        canvas_given_embedding: bool = False,
+        prompt_canvas_positions: bool = False,
+        infill_reads_prompt: bool = True,
         **from_pretrained_kwargs,
     ) -> "GlauberT5ForDiffusion":
         r"""
@@ -729,9 +834,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
         embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
-        `_special_ids`). Only the time-conditioning parameters (and, with `canvas_position_embeddings` > 0, the
-        zero-initialised canvas position embedding) are new. The model keeps the tokenizer it was converted with (with
-        any added sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the weights.
+        `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings that
+        `canvas_position_embeddings`, `canvas_position_factors` and `canvas_given_embedding` ask for) are new. The
+        model keeps the tokenizer it was converted with (with any added sentinels) as `model.tokenizer`:
+        `save_pretrained` and `push_to_hub` write it beside the weights.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
@@ -758,6 +864,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
             time_frequency_dim=time_frequency_dim,
             time_embedding_dim=time_embedding_dim,
             canvas_position_embeddings=canvas_position_embeddings,
+            canvas_position_factors=canvas_position_factors,
+            canvas_given_embedding=canvas_given_embedding,
+            prompt_canvas_positions=prompt_canvas_positions,
+            infill_reads_prompt=infill_reads_prompt,
             sentinel_token_ids=sentinels,
             suppressed_token_ids=suppressed,
             backbone_name_or_path=source,
@@ -766,12 +876,13 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
         glauber = cls(config, backbone=model)
         glauber.tokenizer = tokenizer
         # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
-        new_modules = [glauber.time_conditioning, glauber.canvas_position_embedding]
-        for module in filter(None, new_modules):
+        canvas_modules = [glauber.canvas_position_embedding, glauber.canvas_factor_embeddings,
+                          glauber.canvas_given_embedding]
+        for module in filter(None, [glauber.time_conditioning, *canvas_modules]):
             module.to(model.device, model.dtype)
         overhead = glauber.time_conditioning_overhead()
-        table = glauber.canvas_position_embedding
-        cells = "" if table is None else f" and canvas_position_embedding.* ({table.weight.numel()} parameters, zero)"
+        canvas_parameters = sum(p.numel() for m in filter(None, canvas_modules) for p in m.parameters())
+        cells = f" and canvas embeddings ({canvas_parameters} parameters, zero)" if canvas_parameters else ""
         logger.warning(
             "Converted %s into a Glauber diffusion model: newly initialised time_conditioning.* (%d parameters, "
             "+%.1f%% over the backbone)%s; every other weight is the backbone's.",
