@@ -229,3 +229,54 @@ def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
     frozen_ok = GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path / "ok", max_steps=1),
                                train_dataset=Dataset.from_dict(rows))
     assert frozen_ok.train().global_step == 1
+
+
+def masked_windows_by_step(model, run) -> dict[int, set[frozenset[int]]]:
+    """Step t → the sets of canvas positions masked by the MASK-INFILL calls `run()` makes at τ = t/T (the noising
+    chain's single-position calls at τ = 1 are left out: they have a window of one slot, the others have w)."""
+    seen: dict[int, set[frozenset[int]]] = {}
+    infill_inputs = model.infill_inputs
+
+    def spy(prefix, canvas, window_positions, window_valid, timesteps):
+        if window_positions.shape[-1] > 1:
+            batch = canvas.shape[0]
+            positions = window_positions.expand(batch, -1)
+            valid = window_valid.expand(batch, -1)
+            taus = torch.as_tensor(timesteps, dtype=torch.float32).reshape(-1).expand(batch)
+            total = model.schedule(canvas.shape[1]).total_steps
+            for row in range(batch):
+                step = round(float(taus[row]) * total)
+                seen.setdefault(step, set()).add(frozenset(positions[row][valid[row]].tolist()))
+        return infill_inputs(prefix, canvas, window_positions, window_valid, timesteps)
+
+    model.infill_inputs = spy
+    try:
+        run()
+    finally:
+        del model.infill_inputs
+    return seen
+
+
+def test_training_generate_and_the_bound_mask_the_same_window_when_the_canvas_is_shorter_than_it(tmp_path):
+    from eval.bound import glauber_bound
+
+    length, num_rounds = 3, 2  # w = 5 > L: at the round boundary a window of 5 steps reaches back into round 1
+    model = tiny_t5(num_rounds=num_rounds, mask_window=5)
+    rows = toy_rows(num=4, length=length, prompt=False)
+    rows["frozen"] = [[0] * length for _ in range(4)]
+    # stratified with K = T: every chain scores every step t = 1 … T
+    args = make_args(tmp_path, max_steps=1, timesteps_per_chain=num_rounds * length, timestep_sampling="stratified")
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows))
+    trained = masked_windows_by_step(model, trainer.train)
+    generated = masked_windows_by_step(model, lambda: model.generate(max_new_tokens=length, seed=0))
+    canvas = torch.tensor(rows["canvas_ids"][:1])
+    bounded = masked_windows_by_step(model, lambda: glauber_bound(model, model.build_prefix(None, batch_size=1),
+                                                                  canvas, seed=0))
+    assert set(trained) == set(generated) == set(bounded) == set(range(1, num_rounds * length + 1))
+    for step in trained:
+        assert len(generated[step]) == 1, step  # one window per step
+        assert trained[step] == generated[step] == bounded[step], step
+    # the schedule does differ between w = 5 and the clipped w = 3 at this L, so the check has teeth
+    wide, clipped = (model.schedule(length).window(w) for w in (5, 3))
+    masked = lambda table, t: set(table[0][t - 1][table[1][t - 1]].tolist())  # noqa: E731
+    assert any(masked(wide, t) != masked(clipped, t) for t in range(1, num_rounds * length + 1))
