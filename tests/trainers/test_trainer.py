@@ -199,7 +199,8 @@ def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
     (tmp_path / "zero3.json").write_text('{"zero_optimization": {"stage": 3}}')
     for sharded in (dict(fsdp=True), dict(deepspeed={"zero_optimization": {"stage": 3}}),
                     dict(deepspeed=str(tmp_path / "zero3.json"))):
-        with pytest.raises(ValueError, match="does not support .* use DDP or DeepSpeed ZeRO-1/2"):
+        with pytest.raises(ValueError, match="does not support .* use DDP or DeepSpeed ZeRO-1/2 .* or LoRA with "
+                                             "lora_reference='adapter' .* 'Which model sizes fit'"):
             make_args(tmp_path, **sharded)
     with pytest.raises(ValueError, match="num_rounds=3 .* disagrees"):
         GlauberTrainer(model=tiny_t5(num_rounds=2), args=make_args(tmp_path, num_rounds=3), train_dataset=data)
@@ -280,3 +281,60 @@ def test_training_generate_and_the_bound_mask_the_same_window_when_the_canvas_is
     wide, clipped = (model.schedule(length).window(w) for w in (5, 3))
     masked = lambda table, t: set(table[0][t - 1][table[1][t - 1]].tolist())  # noqa: E731
     assert any(masked(wide, t) != masked(clipped, t) for t in range(1, num_rounds * length + 1))
+
+
+def test_by_default_the_causal_draft_is_trained_on_the_chains_x_T(tmp_path, monkeypatch):
+    """DESIGN §5: the reverse chain is exact only from p_T, so a user who sets nothing trains the draft on x_T."""
+    import trainers.trainer as trainer_module
+
+    args = GlauberTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                    use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
+                                    disable_tqdm=True)
+    assert args.causal_loss_weight > 0 and args.causal_loss_target == "chain"
+    model = tiny_t5(num_rounds=2)
+    rows = toy_rows(num=4)
+    traces, causal_canvases = [], []
+    noising = trainer_module.run_glauber_noising
+
+    def recorded_noising(reference, prefix, canvas, frozen, num_steps, seeds, times):
+        traces.append((num_steps, canvas, frozen, noising(reference, prefix, canvas, frozen, num_steps, seeds, times)))
+        return traces[-1][-1]
+
+    causal_inputs = model.causal_inputs
+    monkeypatch.setattr(trainer_module, "run_glauber_noising", recorded_noising)
+    monkeypatch.setattr(model, "causal_inputs", lambda prefix, canvas: causal_canvases.append(canvas) or
+                        causal_inputs(prefix, canvas))
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows))
+    trainer.train()
+    (num_steps, data, frozen, trace), = traces
+    assert num_steps == model.schedule(6).total_steps  # every chain runs to T
+    assert len(causal_canvases) == 1 and torch.equal(causal_canvases[0], trace.final)
+    assert frozen.any() and not torch.equal(trace.final, data)  # x_T, not x_0, on the free cells
+    assert torch.equal(trace.final[frozen], data[frozen])  # givens never move
+    assert "loss_causal" in trainer.state.log_history[0]
+
+
+def test_the_default_reference_tracks_the_model_within_a_run_but_not_step_by_step(tmp_path):
+    """DESIGN §4: the EMA's time constant `reference_update_steps / (1 − decay)` must be reached within a run."""
+    import math
+
+    from transformers import TrainerState
+
+    from trainers import ReferenceRefreshCallback
+
+    args = GlauberTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    model = tiny_t5()
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(toy_rows()))
+    start = {name: ref.detach().clone() for name, ref, _ in trainer.reference.pairs()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # the model has moved by 1 everywhere: the reference's share of the way is ref − start
+    callback, state = ReferenceRefreshCallback(trainer.reference), TrainerState()
+
+    def share_after(steps: range) -> float:
+        for state.global_step in steps:
+            callback.on_step_end(args, state, None)
+        return min(float((ref - start[name]).min()) for name, ref, _ in trainer.reference.pairs())
+
+    assert share_after(range(1, 101)) < 0.5  # a smoothed copy, not the model of a few steps ago
+    assert share_after(range(101, 2001)) >= 1 - math.exp(-1)  # time constant ≤ 2,000 optimiser steps
