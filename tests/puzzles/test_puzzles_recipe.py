@@ -608,3 +608,29 @@ def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypa
     assert (100 - wall) / 2 < mdm <= stage2_budgets[0] / 2  # half of what stages 1 and 2 left
     # the rest: less the 0.1 s the MDM spent, and less nothing beyond the run's own wall time (a loaded machine)
     assert 2 * mdm - wall < ar <= 2 * mdm - 0.1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_config_states_what_its_causal_draft_is_trained_on(path):
+    assert json.loads(path.read_text())["causal_loss_target"] in ("chain", "data")
+
+
+def test_stage2_trains_the_draft_on_the_configs_causal_loss_target(sudoku4, tmp_path, monkeypatch):
+    import puzzles.recipe as recipe
+
+    seen = []
+
+    class Recorded(GlauberTrainer):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["args"].causal_loss_target)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "GlauberTrainer", Recorded)
+    tok = build_tokenizer(RecipeConfig(**TINY))
+    train = tokenized(sudoku4["train"], tok)
+    for target in ("data", "chain"):
+        cfg = RecipeConfig(**TINY, stage2_steps=1, causal_loss_target=target)
+        train_stage2(build_model(cfg, tok), train, cfg, str(tmp_path / target))
+    assert seen == ["data", "chain"]
+    with pytest.raises(ValueError, match=r"causal_loss_target must be one of \('data', 'chain'\), got 'x_0'"):
+        RecipeConfig(**TINY, causal_loss_target="x_0")

@@ -147,8 +147,9 @@ def test_gradient_accumulation_scales_the_loss(tmp_path, tokenizer):
     trainer.train()
     logs = [e for e in trainer.state.log_history if "loss" in e]
     # the logged loss is the mean of the micro-batch losses (not GA times it); backward uses the same scaled loss
+    assert args.causal_loss_weight == 1.0  # the default: loss = infill + causal
     for entry in logs:
-        assert entry["loss"] == pytest.approx(entry["loss_infill"], rel=1e-5)
+        assert entry["loss"] == pytest.approx(entry["loss_infill"] + entry["loss_causal"], rel=1e-5)
         assert any(k.startswith("loss_tau_") for k in entry)
 
 
