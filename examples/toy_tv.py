@@ -62,6 +62,10 @@ def toy_dataset(rows: int, seed: int = 0) -> Dataset:
     return Dataset.from_dict({"input_ids": [[] for _ in canvases], "canvas_ids": canvases})
 
 
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return 0.5 * float((p - q).abs().sum())
+
+
 def measure(setting: dict, num_rounds: int, steps: int, batch: int, lr: float, seed: int) -> dict:
     model = toy_model(num_rounds, seed)
     length = len(next(iter(LAW)))
@@ -82,9 +86,9 @@ def measure(setting: dict, num_rounds: int, steps: int, batch: int, lr: float, s
                         dtype=torch.float64)
     with trainer.reference.kernel() as reference:
         p_T = exact_forward_marginal(reference, prefix, laws.states, data)
-    tv = lambda p, q: 0.5 * float((p - q).abs().sum())  # noqa: E731
-    return {"draft_tv": tv(laws.draft, data), "refined_tv": tv(laws.generated, data),
-            "draft_vs_p_T": tv(laws.draft, p_T), "p_T_tv": tv(p_T, data), "train_seconds": round(seconds, 1)}
+    return {"draft_tv": total_variation(laws.draft, data), "refined_tv": total_variation(laws.generated, data),
+            "draft_vs_p_T": total_variation(laws.draft, p_T), "p_T_tv": total_variation(p_T, data),
+            "train_seconds": round(seconds, 1)}
 
 
 def main() -> None:
