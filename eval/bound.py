@@ -188,6 +188,65 @@ def _step_kernels(model, prefix, states, steps, windows, valid, tau) -> list[tor
     return kernels
 
 
+@dataclass
+class ToyLaws:
+    """Exact laws over every canvas of an enumerable toy: `states` `[n, L]` (all |C|^L canvases over the content
+    tokens C), `draft` `[n]` the law of CAUSAL-GEN's x_T and `generated` `[n]` the law of `generate`'s output
+    (temperature 1, no truncation: p_causal · R_S ⋯ R_1)."""
+
+    states: torch.Tensor
+    draft: torch.Tensor
+    generated: torch.Tensor
+
+
+def _toy_reverse(model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None, device):
+    """(states, causal law, reverse kernels R_1 … R_S) of the generative process on an enumerable toy."""
+    num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, None, length)
+    states = torch.tensor(list(itertools.product(content_ids, repeat=length)), device=device)
+    n = states.shape[0]
+    schedule = model.schedule(length)
+    windows, valid = schedule.window(mask_window)
+    causal = torch.exp(-causal_nll(model, prefix.select(torch.zeros(n, dtype=torch.long)), states))
+    if abs(float(causal.sum()) - 1.0) > 1e-5:
+        raise ValueError("the content tokens do not carry all of the causal mass: suppress every other token")
+    reverse = _step_kernels(model, prefix, states, num_rounds * length, windows, valid,
+                            lambda t: torch.tensor([t / schedule.total_steps]))
+    return states, causal, reverse
+
+
+def _forward_kernels(reference, prefix: GlauberPrefix, states: torch.Tensor, steps: int) -> list[torch.Tensor]:
+    """Heat-bath kernels Q_1 … Q_S of the noising chain (DESIGN §4: MASK-INFILL at τ = 1, window 1)."""
+    single = reference.schedule(states.shape[1]).positions.view(-1, 1)
+    return _step_kernels(reference, prefix, states, steps, single, torch.ones_like(single, dtype=torch.bool),
+                         lambda t: torch.ones(1))
+
+
+@torch.no_grad()
+def exact_toy_laws(
+    model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None = None
+) -> ToyLaws:
+    """Exact draft and generated laws of `model` over all |C|^L canvases (every other token must be suppressed)."""
+    states, causal, reverse = _toy_reverse(model, prefix, length, content_ids, num_rounds, prefix.infill_ids.device)
+    generated = causal.clone()
+    for kernel in reversed(reverse):
+        generated = generated @ kernel
+    return ToyLaws(states, causal, generated)
+
+
+@torch.no_grad()
+def exact_forward_marginal(
+    reference, prefix: GlauberPrefix, states: torch.Tensor, start: torch.Tensor, num_steps: int | None = None
+) -> torch.Tensor:
+    """Law `[n]` of the noising chain's x_S over `states` (all canvases of a toy), started from the law `start` `[n]`
+    and run for `num_steps` steps of `reference`'s schedule (default T = N·L): p_T, which the draft must match for
+    the reverse chain to be exact (DESIGN §5)."""
+    steps = reference.schedule(states.shape[1]).total_steps if num_steps is None else num_steps
+    law = start.to(torch.float64)
+    for kernel in _forward_kernels(reference, prefix, states, steps):
+        law = law @ kernel
+    return law
+
+
 @torch.no_grad()
 def enumerate_toy(
     model, prefix: GlauberPrefix, x0: torch.Tensor, content_ids: list[int], num_rounds: int | None = None
@@ -198,24 +257,13 @@ def enumerate_toy(
     those canvases: p(x_0) = p_causal · R_S ⋯ R_1; the bound's expectation follows the forward marginals μ_t:
     Σ_t E_{μ_{t-1}} Σ_{x_t} Q_t [log Q_t(x_t | x_{t-1}) − log R_t(x_{t-1} | x_t)] + E_{μ_S}[−log p_causal].
     """
-    length = x0.shape[1]
-    num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, None, length)
-    states = torch.tensor(list(itertools.product(content_ids, repeat=length)), device=x0.device)
-    n = states.shape[0]
-    schedule = model.schedule(length)
-    steps = num_rounds * length
-    windows, valid = schedule.window(mask_window)
-    causal = torch.exp(-causal_nll(model, prefix.select(torch.zeros(n, dtype=torch.long)), states))
-    if abs(float(causal.sum()) - 1.0) > 1e-5:
-        raise ValueError("the content tokens do not carry all of the causal mass: suppress every other token")
-    reverse = _step_kernels(model, prefix, states, steps, windows, valid, lambda t: torch.tensor([t / schedule.total_steps]))
-    single = schedule.positions.view(-1, 1)
-    forward = _step_kernels(model, prefix, states, steps, single, torch.ones_like(single, dtype=torch.bool), lambda t: torch.ones(1))
+    states, causal, reverse = _toy_reverse(model, prefix, x0.shape[1], content_ids, num_rounds, x0.device)
+    forward = _forward_kernels(model, prefix, states, len(reverse))
     p = causal.clone()
     for kernel in reversed(reverse):
         p = p @ kernel
     start = int((states == x0[0]).all(dim=1).nonzero())
-    mu = torch.zeros(n, dtype=torch.float64, device=x0.device)
+    mu = torch.zeros(states.shape[0], dtype=torch.float64, device=x0.device)
     mu[start] = 1.0
     bound = 0.0
     for q, r in zip(forward, reverse):
@@ -226,4 +274,7 @@ def enumerate_toy(
     return ExactToy(nll=-math.log(float(p[start])), bound=bound)
 
 
-__all__ = ["BoundEstimate", "ExactToy", "causal_nll", "enumerate_toy", "glauber_bound"]
+__all__ = [
+    "BoundEstimate", "ExactToy", "ToyLaws", "causal_nll", "enumerate_toy", "exact_forward_marginal", "exact_toy_laws",
+    "glauber_bound",
+]

@@ -8,6 +8,10 @@
 
     python examples/eval_small_scale.py --out eval_small_scale
 
+Both trainings use `GlauberTrainer`'s defaults for the objective (draft trained on the chains' x_T, reference EMA
+every 10 steps with decay 0.99); `--causal_loss_target`, `--causal_loss_weight`, `--reference_update_steps` and
+`--reference_ema_decay` override them for the text run (e.g. `--causal_loss_target data` to compare), and
+`gen_ppl.json` keeps the text run's last logged losses (infill, causal, per τ bucket). `--skip_toy` runs part 2 only.
 Writes `bound_toy.json` and `gen_ppl.json` (render with `glauber eval report`) and prints both tables.
 """
 
@@ -47,22 +51,29 @@ def glauber_model(tokenizer, content: list[int], num_rounds: int, width: int, se
     return model
 
 
-def train_glauber(model, tokenizer, dataset, out_dir: str, steps: int, batch_size: int, lr: float):
+OBJECTIVE_ARGUMENTS = ("causal_loss_weight", "causal_loss_target", "reference_update_steps", "reference_ema_decay")
+
+
+def train_glauber(model, tokenizer, dataset, out_dir: str, steps: int, batch_size: int, lr: float,
+                  objective: dict | None = None):
+    """`GlauberTrainer` with the library's defaults for the objective, except the `objective` arguments given;
+    returns the model and the last logged entry (losses per τ bucket, infill, causal)."""
     args = GlauberTrainingArguments(
         output_dir=out_dir, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=lr,
-        warmup_steps=min(50, steps // 10), causal_loss_weight=1.0, timesteps_per_chain=8, reference_update_steps=25,
-        reference_ema_decay=0.0, logging_steps=max(1, steps // 5), save_strategy="no", report_to=[], use_cpu=True,
-        seed=0, disable_tqdm=True,
+        warmup_steps=min(50, steps // 10), timesteps_per_chain=8, logging_steps=max(1, steps // 5),
+        save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True, **(objective or {}),
     )
-    GlauberTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
-    return model.eval()
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    last_log = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
+    return model.eval(), {"objective": {name: getattr(args, name) for name in OBJECTIVE_ARGUMENTS}, **last_log}
 
 
 def bound_on_toy(tokenizer, out_dir: str, steps: int) -> dict:
     rng = random.Random(0)
     words = rng.choices(list(TOY_LAW), weights=list(TOY_LAW.values()), k=2048)
     rows = Dataset.from_dict({"input_ids": [[] for _ in words], "canvas_ids": [[ord(c) + 3 for c in w] for w in words]})
-    model = train_glauber(glauber_model(tokenizer, TOY_CONTENT, 2, 32, 0), tokenizer, rows, out_dir, steps, 32, 3e-3)
+    model, _ = train_glauber(glauber_model(tokenizer, TOY_CONTENT, 2, 32, 0), tokenizer, rows, out_dir, steps, 32, 3e-3)
     prefix = model.build_prefix(None, batch_size=1)
     metrics = {}
     for word, probability in TOY_LAW.items():
@@ -100,12 +111,14 @@ def train_judge(ids: list[int], context: int, steps: int, seed: int) -> GPT2LMHe
     return judge.eval()
 
 
-def gen_ppl_on_text(tokenizer, corpus: str, out_dir: str, steps: int, judge_steps: int, length: int, num_samples: int) -> dict:
+def gen_ppl_on_text(tokenizer, corpus: str, out_dir: str, steps: int, judge_steps: int, length: int, num_samples: int,
+                    objective: dict | None = None) -> dict:
     lines = [line for line in corpus.splitlines() if line.strip()]
     split = int(0.9 * len(lines))
     train_text, heldout_text = " ".join(lines[:split]), " ".join(lines[split:])
     dataset = pack_text_dataset(Dataset.from_dict({"text": [train_text]}), tokenizer, canvas_length=length)
-    model = train_glauber(glauber_model(tokenizer, PRINTABLE, 3, 64, 0), tokenizer, dataset, out_dir, steps, 16, 2e-3)
+    model, last_log = train_glauber(glauber_model(tokenizer, PRINTABLE, 3, 64, 0), tokenizer, dataset, out_dir, steps,
+                                    16, 2e-3, objective)
     judge = train_judge(tokenizer(train_text, add_special_tokens=False).input_ids, 128, judge_steps, 1)
     heldout_ids = tokenizer(heldout_text, add_special_tokens=False).input_ids
     heldout = [tokenizer.decode(heldout_ids[s : s + length]) for s in range(0, len(heldout_ids) - length + 1, length)]
@@ -117,6 +130,7 @@ def gen_ppl_on_text(tokenizer, corpus: str, out_dir: str, steps: int, judge_step
         metrics[f"N={rounds}"] = {**result, "model_calls_per_sample": calls, "example": texts[0]}
     for row in metrics.values():
         row.pop("sample_nll")
+    metrics["training"] = last_log
     return metrics
 
 
@@ -129,16 +143,24 @@ def main() -> None:
     parser.add_argument("--judge_steps", type=int, default=600)
     parser.add_argument("--length", type=int, default=32)
     parser.add_argument("--num_samples", type=int, default=64)
+    parser.add_argument("--skip_toy", action="store_true", help="only the generative-perplexity part")
+    parser.add_argument("--causal_loss_weight", type=float, default=None, help="default: the trainer's")
+    parser.add_argument("--causal_loss_target", choices=("chain", "data"), default=None, help="default: the trainer's")
+    parser.add_argument("--reference_update_steps", type=int, default=None, help="default: the trainer's")
+    parser.add_argument("--reference_ema_decay", type=float, default=None, help="default: the trainer's")
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
-    torch.set_num_threads(min(4, os.cpu_count() or 1))
+    objective = {name: getattr(args, name) for name in OBJECTIVE_ARGUMENTS if getattr(args, name) is not None}
+    torch.set_num_threads(args.threads)
     tokenizer = ByT5Tokenizer()
     start = time.time()
-    toy = bound_on_toy(tokenizer, os.path.join(args.out, "toy_run"), args.toy_steps)
-    write_result(os.path.join(args.out, "bound_toy.json"), "bound_toy", {**vars(args), "law": TOY_LAW}, toy)
+    if not args.skip_toy:
+        toy = bound_on_toy(tokenizer, os.path.join(args.out, "toy_run"), args.toy_steps)
+        write_result(os.path.join(args.out, "bound_toy.json"), "bound_toy", {**vars(args), "law": TOY_LAW}, toy)
     with open(args.corpus, encoding="utf-8") as handle:
         corpus = handle.read()
     text = gen_ppl_on_text(tokenizer, corpus, os.path.join(args.out, "text_run"), args.text_steps, args.judge_steps,
-                           args.length, args.num_samples)
+                           args.length, args.num_samples, objective)
     config = {**vars(args), "aggregation": "corpus exp(mean NLL) and per-sample mean of exp(mean NLL); entropy in nats"}
     write_result(os.path.join(args.out, "gen_ppl.json"), "gen_ppl", config, text)
     print(f"\ntotal {time.time() - start:.0f} s")

@@ -730,12 +730,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
                 f"num_rounds must be an integer in [0, {self.config.num_rounds}] (the config's num_rounds, which lays "
                 f"out the time schedule), got {num_rounds!r}"
             )
+        return num_rounds, self.resolve_mask_window(mask_window, length)
+
+    def resolve_mask_window(self, mask_window: int | None, length: int) -> int:
+        """The mask window w of a canvas of `length`, the one resolver shared by training, `generate` and the bound:
+        the config's clipped to `length` where None (a canvas shorter than the trained window masks all of itself),
+        else checked."""
         mask_window = min(self.config.mask_window, length) if mask_window is None else mask_window
         if not isinstance(mask_window, int) or not 1 <= mask_window <= length:
             raise ValueError(f"mask_window must be an integer in [1, {length}] (the canvas length), got {mask_window!r}")
         if len(self.sentinel_ids) < mask_window:
             raise ValueError(f"mask_window={mask_window} needs {mask_window} sentinel_token_ids in the config")
-        return num_rounds, mask_window
+        return mask_window
 
     def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size):
         vocab = self.config.vocab_size

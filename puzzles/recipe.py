@@ -43,6 +43,7 @@ from trainers import (
     WorkerGenerator,
     tokenize_prompt_canvas_rows,
 )
+from trainers.arguments import CAUSAL_LOSS_TARGETS
 
 
 BACKBONES = ("t5", "t5gemma")
@@ -103,10 +104,13 @@ class RecipeConfig:
     reference_update_steps: int = 50
     reference_ema_decay: float = 0.9
     causal_loss_weight: float = 1.0
+    causal_loss_target: str = "chain"  # GlauberTrainingArguments.causal_loss_target: "chain" (x_T) | "data"
     stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
     eval_batch: int = 256
 
     def __post_init__(self):
+        if self.causal_loss_target not in CAUSAL_LOSS_TARGETS:
+            raise ValueError(f"causal_loss_target must be one of {CAUSAL_LOSS_TARGETS}, got {self.causal_loss_target!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.kind not in ("sudoku", "zebra"):
@@ -462,7 +466,7 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
 
 def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
                  budget_s: float | None = None) -> dict[str, Any]:
-    """Stage 2: `GlauberTrainer` (DWDSE + causal loss on the data) from the stage-1 weights."""
+    """Stage 2: `GlauberTrainer` (DWDSE + causal loss on `causal_loss_target`) from the stage-1 weights."""
     args = GlauberTrainingArguments(
         **common_training_arguments(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
         timesteps_per_chain=cfg.timesteps_per_chain,
@@ -470,6 +474,7 @@ def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
         reference_update_steps=cfg.reference_update_steps,
         reference_ema_decay=cfg.reference_ema_decay,
         causal_loss_weight=cfg.causal_loss_weight,
+        causal_loss_target=cfg.causal_loss_target,
     )
     trainer = GlauberTrainer(model=model, args=args, train_dataset=train_ds, callbacks=[TimeBudget(budget_s)])
     summary = _run(trainer)

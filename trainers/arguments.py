@@ -15,7 +15,9 @@ LORA_REFERENCES = ("adapter", "copy")
 SHARDED_PARAMETERS_UNSUPPORTED = (
     "GlauberTrainer does not support {what}: its EMA reference pairs each trained parameter with a full copy, and "
     "sharded parameters are replaced and split when the model is wrapped, so the reference would silently stop "
-    "following training; use DDP or DeepSpeed ZeRO-1/2"
+    "following training; use DDP or DeepSpeed ZeRO-1/2 (which shard only gradients and optimiser states), or LoRA "
+    "with lora_reference='adapter' for a model whose full training state does not fit one device (per-GPU memory "
+    "of T5-Gemma sizes: trainers/README.md, 'Which model sizes fit')"
 )
 
 
@@ -38,11 +40,15 @@ class GlauberTrainingArguments(TrainingArguments):
             `t_max ~ U{1 … T}`; small t is visited more often) or "stratified" (one uniform draw in each of K equal
             strata of 1 … T: every term's time is exactly uniform, as DESIGN §6 asks).
         reference_update_steps: optimiser steps between refreshes of the frozen reference.
-        reference_ema_decay: β of the refresh `ref ← β·ref + (1-β)·θ`; 0 is the hard copy of algorithm 1.
+        reference_ema_decay: β of the refresh `ref ← β·ref + (1-β)·θ`; 0 is the hard copy of algorithm 1. The
+            reference lags the model by `reference_update_steps / (1 - β)` optimiser steps (the EMA's time
+            constant); the defaults (10, 0.99) give 1,000, so it tracks within a run (trainers/README.md).
         score_parametrization: "normalized" (ℓ = log-softmax: cross-entropy) or "unnormalized" (raw-logit score entropy).
-        causal_loss_weight: weight of the CAUSAL-GEN (τ = 1) next-token loss added to the DWDSE loss.
-        causal_loss_target: what the causal loss fits: the data x_0 ("data") or the chain's own x_T ("chain", which
-            runs every chain to T).
+        causal_loss_weight: weight of the CAUSAL-GEN (τ = 1) next-token loss added to the DWDSE loss; 0 leaves the
+            draft as it is (e.g. fitted by a UL2 stage).
+        causal_loss_target: what the causal loss fits: the chain's own x_T ("chain", the default, which runs every
+            chain to T), so that the draft starts the reverse chain at p_T and the sampler is exact (DESIGN §5); or
+            the data x_0 ("data"), which leaves the sampler inexact unless p_T is close to the data.
         loss_time_buckets: number of equal τ-buckets the logged per-time loss is split into.
         lora_reference: with a peft model, keep the reference as a second adapter on the shared base ("adapter") or
             as a deep copy of the whole model ("copy").
@@ -52,11 +58,11 @@ class GlauberTrainingArguments(TrainingArguments):
     num_rounds: int | None = field(default=None, metadata={"help": "N (must equal the model config's when set)"})
     timesteps_per_chain: int = field(default=32, metadata={"help": "loss time points per noising chain"})
     timestep_sampling: str = field(default="t_max", metadata={"help": "t_max (appendix A) | stratified"})
-    reference_update_steps: int = field(default=500, metadata={"help": "optimiser steps between reference refreshes"})
-    reference_ema_decay: float = field(default=0.999, metadata={"help": "EMA decay of the reference; 0 = hard copy"})
+    reference_update_steps: int = field(default=10, metadata={"help": "optimiser steps between reference refreshes"})
+    reference_ema_decay: float = field(default=0.99, metadata={"help": "EMA decay of the reference; 0 = hard copy"})
     score_parametrization: str = field(default="normalized", metadata={"help": "normalized | unnormalized"})
-    causal_loss_weight: float = field(default=0.0, metadata={"help": "weight of the CAUSAL-GEN loss"})
-    causal_loss_target: str = field(default="data", metadata={"help": "data | chain"})
+    causal_loss_weight: float = field(default=1.0, metadata={"help": "weight of the CAUSAL-GEN loss"})
+    causal_loss_target: str = field(default="chain", metadata={"help": "chain (x_T: exact sampler) | data"})
     loss_time_buckets: int = field(default=10, metadata={"help": "τ buckets of the logged per-time loss"})
     lora_reference: str = field(default="adapter", metadata={"help": "adapter | copy (peft models only)"})
     canvas_length: int | None = field(default=None, metadata={"help": "L; checked on every batch when set"})

@@ -180,7 +180,8 @@ class GlauberTrainer(Trainer):
         placeholder = not bool(scored.any())
         scored[0] |= placeholder
         rows, t_flat = rows[scored], t_flat[scored]
-        windows, valid = (table.to(device)[t_flat - 1] for table in schedule.window(glauber.config.mask_window))
+        mask_window = glauber.resolve_mask_window(None, length)  # the window generate and the bound use
+        windows, valid = (table.to(device)[t_flat - 1] for table in schedule.window(mask_window))
         valid = valid & ~torch.gather(frozen[rows], 1, windows)
         context = trace.snapshots.flatten(0, 1)[scored]
         targets = trace.old_tokens[rows, t_flat - 1]

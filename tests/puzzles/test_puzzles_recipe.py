@@ -693,3 +693,27 @@ def test_stage1_corruption_differs_between_dataloader_workers(sudoku4):
     loader = torch.utils.data.DataLoader(same_row, batch_size=1, num_workers=2, collate_fn=collator)
     first, second = (batch["input_ids"].tolist() + batch["decoder_input_ids"].tolist() for batch in loader)
     assert first != second
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_config_states_what_its_causal_draft_is_trained_on(path):
+    assert json.loads(path.read_text())["causal_loss_target"] in ("chain", "data")
+
+
+def test_stage2_trains_the_draft_on_the_configs_causal_loss_target(sudoku4, tmp_path, monkeypatch):
+    import puzzles.recipe as recipe
+
+    seen = []
+
+    class Recorded(GlauberTrainer):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs["args"].causal_loss_target)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "GlauberTrainer", Recorded)
+    tok = build_tokenizer(RecipeConfig(**TINY))
+    train = tokenized(sudoku4["train"], tok)
+    for target in ("data", "chain"):
+        cfg = RecipeConfig(**TINY, stage2_steps=1, causal_loss_target=target)
+        train_stage2(build_model(cfg, tok), train, cfg, str(tmp_path / target))
+    assert seen == ["data", "chain"]
+    with pytest.raises(ValueError, match=r"causal_loss_target must be one of \('data', 'chain'\), got 'x_0'"):
+        RecipeConfig(**TINY, causal_loss_target="x_0")

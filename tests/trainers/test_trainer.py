@@ -147,8 +147,9 @@ def test_gradient_accumulation_scales_the_loss(tmp_path, tokenizer):
     trainer.train()
     logs = [e for e in trainer.state.log_history if "loss" in e]
     # the logged loss is the mean of the micro-batch losses (not GA times it); backward uses the same scaled loss
+    assert args.causal_loss_weight == 1.0  # the default: loss = infill + causal
     for entry in logs:
-        assert entry["loss"] == pytest.approx(entry["loss_infill"], rel=1e-5)
+        assert entry["loss"] == pytest.approx(entry["loss_infill"] + entry["loss_causal"], rel=1e-5)
         assert any(k.startswith("loss_tau_") for k in entry)
 
 
@@ -199,7 +200,8 @@ def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
     (tmp_path / "zero3.json").write_text('{"zero_optimization": {"stage": 3}}')
     for sharded in (dict(fsdp=True), dict(deepspeed={"zero_optimization": {"stage": 3}}),
                     dict(deepspeed=str(tmp_path / "zero3.json"))):
-        with pytest.raises(ValueError, match="does not support .* use DDP or DeepSpeed ZeRO-1/2"):
+        with pytest.raises(ValueError, match="does not support .* use DDP or DeepSpeed ZeRO-1/2 .* or LoRA with "
+                                             "lora_reference='adapter' .* 'Which model sizes fit'"):
             make_args(tmp_path, **sharded)
     with pytest.raises(ValueError, match="num_rounds=3 .* disagrees"):
         GlauberTrainer(model=tiny_t5(num_rounds=2), args=make_args(tmp_path, num_rounds=3), train_dataset=data)
@@ -229,3 +231,111 @@ def test_bad_input_raises_clear_errors(tmp_path, tokenizer):
     frozen_ok = GlauberTrainer(model=tiny_t5(), args=make_args(tmp_path / "ok", max_steps=1),
                                train_dataset=Dataset.from_dict(rows))
     assert frozen_ok.train().global_step == 1
+
+
+def masked_windows_by_step(model, run) -> dict[int, set[frozenset[int]]]:
+    """Step t → the sets of canvas positions masked by the MASK-INFILL calls `run()` makes at τ = t/T (the noising
+    chain's single-position calls at τ = 1 are left out: they have a window of one slot, the others have w)."""
+    seen: dict[int, set[frozenset[int]]] = {}
+    infill_inputs = model.infill_inputs
+
+    def spy(prefix, canvas, window_positions, window_valid, timesteps):
+        if window_positions.shape[-1] > 1:
+            batch = canvas.shape[0]
+            positions = window_positions.expand(batch, -1)
+            valid = window_valid.expand(batch, -1)
+            taus = torch.as_tensor(timesteps, dtype=torch.float32).reshape(-1).expand(batch)
+            total = model.schedule(canvas.shape[1]).total_steps
+            for row in range(batch):
+                step = round(float(taus[row]) * total)
+                seen.setdefault(step, set()).add(frozenset(positions[row][valid[row]].tolist()))
+        return infill_inputs(prefix, canvas, window_positions, window_valid, timesteps)
+
+    model.infill_inputs = spy
+    try:
+        run()
+    finally:
+        del model.infill_inputs
+    return seen
+
+
+def test_training_generate_and_the_bound_mask_the_same_window_when_the_canvas_is_shorter_than_it(tmp_path):
+    from eval.bound import glauber_bound
+
+    length, num_rounds = 3, 2  # w = 5 > L: at the round boundary a window of 5 steps reaches back into round 1
+    model = tiny_t5(num_rounds=num_rounds, mask_window=5)
+    rows = toy_rows(num=4, length=length, prompt=False)
+    rows["frozen"] = [[0] * length for _ in range(4)]
+    # stratified with K = T: every chain scores every step t = 1 … T
+    args = make_args(tmp_path, max_steps=1, timesteps_per_chain=num_rounds * length, timestep_sampling="stratified")
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows))
+    trained = masked_windows_by_step(model, trainer.train)
+    generated = masked_windows_by_step(model, lambda: model.generate(max_new_tokens=length, seed=0))
+    canvas = torch.tensor(rows["canvas_ids"][:1])
+    bounded = masked_windows_by_step(model, lambda: glauber_bound(model, model.build_prefix(None, batch_size=1),
+                                                                  canvas, seed=0))
+    assert set(trained) == set(generated) == set(bounded) == set(range(1, num_rounds * length + 1))
+    for step in trained:
+        assert len(generated[step]) == 1, step  # one window per step
+        assert trained[step] == generated[step] == bounded[step], step
+    # the schedule does differ between w = 5 and the clipped w = 3 at this L, so the check has teeth
+    wide, clipped = (model.schedule(length).window(w) for w in (5, 3))
+    masked = lambda table, t: set(table[0][t - 1][table[1][t - 1]].tolist())  # noqa: E731
+    assert any(masked(wide, t) != masked(clipped, t) for t in range(1, num_rounds * length + 1))
+
+
+def test_by_default_the_causal_draft_is_trained_on_the_chains_x_T(tmp_path, monkeypatch):
+    """DESIGN §5: the reverse chain is exact only from p_T, so a user who sets nothing trains the draft on x_T."""
+    import trainers.trainer as trainer_module
+
+    args = GlauberTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                    use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
+                                    disable_tqdm=True)
+    assert args.causal_loss_weight > 0 and args.causal_loss_target == "chain"
+    model = tiny_t5(num_rounds=2)
+    rows = toy_rows(num=4)
+    traces, causal_canvases = [], []
+    noising = trainer_module.run_glauber_noising
+
+    def recorded_noising(reference, prefix, canvas, frozen, num_steps, seeds, times):
+        traces.append((num_steps, canvas, frozen, noising(reference, prefix, canvas, frozen, num_steps, seeds, times)))
+        return traces[-1][-1]
+
+    causal_inputs = model.causal_inputs
+    monkeypatch.setattr(trainer_module, "run_glauber_noising", recorded_noising)
+    monkeypatch.setattr(model, "causal_inputs", lambda prefix, canvas: causal_canvases.append(canvas) or
+                        causal_inputs(prefix, canvas))
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows))
+    trainer.train()
+    (num_steps, data, frozen, trace), = traces
+    assert num_steps == model.schedule(6).total_steps  # every chain runs to T
+    assert len(causal_canvases) == 1 and torch.equal(causal_canvases[0], trace.final)
+    assert frozen.any() and not torch.equal(trace.final, data)  # x_T, not x_0, on the free cells
+    assert torch.equal(trace.final[frozen], data[frozen])  # givens never move
+    assert "loss_causal" in trainer.state.log_history[0]
+
+
+def test_the_default_reference_tracks_the_model_within_a_run_but_not_step_by_step(tmp_path):
+    """DESIGN §4: the EMA's time constant `reference_update_steps / (1 − decay)` must be reached within a run."""
+    import math
+
+    from transformers import TrainerState
+
+    from trainers import ReferenceRefreshCallback
+
+    args = GlauberTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    model = tiny_t5()
+    trainer = GlauberTrainer(model=model, args=args, train_dataset=Dataset.from_dict(toy_rows()))
+    start = {name: ref.detach().clone() for name, ref, _ in trainer.reference.pairs()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # the model has moved by 1 everywhere: the reference's share of the way is ref − start
+    callback, state = ReferenceRefreshCallback(trainer.reference), TrainerState()
+
+    def share_after(steps: range) -> float:
+        for state.global_step in steps:
+            callback.on_step_end(args, state, None)
+        return min(float((ref - start[name]).min()) for name, ref, _ in trainer.reference.pairs())
+
+    assert share_after(range(1, 101)) < 0.5  # a smoothed copy, not the model of a few steps ago
+    assert share_after(range(101, 2001)) >= 1 - math.exp(-1)  # time constant ≤ 2,000 optimiser steps
