@@ -45,7 +45,8 @@ def load_energy(name: str, tokenizer, trust_remote_code: bool, device: str):
         energy_tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError):
         energy_tokenizer = None
-    if energy_tokenizer is None:
+    # a folder without tokenizer files still loads, as a tokenizer with an empty vocabulary
+    if energy_tokenizer is None or len(energy_tokenizer.get_vocab()) <= 1:
         return CausalLMEnergy(model)
     return CausalLMEnergy(model, tokenizer=energy_tokenizer, canvas_tokenizer=tokenizer)
 

@@ -97,6 +97,11 @@ class CausalLMEnergy:
         if self.bos_token_id is None:
             raise ValueError("the energy model has neither a BOS nor an EOS token to start each canvas with")
         self.context_length = _context_length(config)
+        if tokenizer is not None and len(tokenizer) > self.vocab_size:
+            raise ValueError(
+                f"energy: its tokenizer has {len(tokenizer)} tokens but the model scores {self.vocab_size}; pass the "
+                "energy model's own tokenizer"
+            )
 
     @property
     def vocab_size(self) -> int:
@@ -165,6 +170,11 @@ class GlauberGenerationMixin:
         if energy is self:
             return lambda canvas: self.causal_log_likelihood(prefix, canvas).double().sum(dim=1)
         if isinstance(energy, torch.nn.Module) and hasattr(energy, "config"):
+            if getattr(energy.config, "is_encoder_decoder", False):
+                raise ValueError(
+                    f"energy must be a causal (decoder-only) LM, got the encoder-decoder {type(energy).__name__}; use "
+                    "'self' for this model's CAUSAL-GEN"
+                )
             energy = CausalLMEnergy(energy)
         if isinstance(energy, CausalLMEnergy) and energy.tokenizer is None and energy.vocab_size != self.config.vocab_size:
             raise ValueError(

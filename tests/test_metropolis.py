@@ -69,12 +69,13 @@ def trained_energy(exact_energy):
     """A tiny GPT-2 over the toy vocabulary trained on draws from the exact law (its own law is then enumerated)."""
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=16, n_positions=LENGTH + 1, n_embd=16, n_layer=1, n_head=2,
-                                       bos_token_id=BOS, eos_token_id=BOS))
+                                       bos_token_id=BOS, eos_token_id=BOS, resid_pdrop=0.0, embd_pdrop=0.0,
+                                       attn_pdrop=0.0))
     law = exact_energy(None, STATES).exp()
     data = STATES[torch.multinomial(law, 2048, replacement=True, generator=torch.Generator().manual_seed(0))]
     batch = torch.cat([torch.full((len(data), 1), BOS), data], dim=1)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.03)
-    for _ in range(150):
+    for _ in range(80):
         loss = model(input_ids=batch, labels=batch).loss
         optimiser.zero_grad()
         loss.backward()
@@ -155,7 +156,7 @@ def test_counts_calls_per_kind_reports_acceptance_per_round_and_never_moves_froz
     # the reported log p_E is the energy of the returned canvas
     prefix = model.build_prefix(None, batch_size=2)
     expected = model.causal_log_likelihood(prefix, out.sequences).double().sum(dim=1)
-    torch.testing.assert_close(out.energy_log_prob, expected)
+    torch.testing.assert_close(out.energy_log_prob, expected, rtol=1e-5, atol=1e-5)
     uniform = model.metropolis_refine(canvas_ids=canvas, frozen_mask=frozen, start="uniform", num_rounds=1, seed=0,
                                       return_dict_in_generate=True)
     assert uniform.num_draft_calls == 0 and torch.equal(uniform.start_sequences[frozen], canvas[frozen])
@@ -206,6 +207,8 @@ def test_other_bad_arguments_are_refused_by_name(t5_model):
         t5_model.metropolis_refine(max_new_tokens=3, start="canvas")
     with pytest.raises(ValueError, match="num_rounds must be an integer >= 1"):
         t5_model.metropolis_refine(max_new_tokens=3, num_rounds=0)
+    with pytest.raises(ValueError, match="energy must be a causal"):
+        t5_model.metropolis_refine(max_new_tokens=3, energy=make_glauber("t5"))
     with pytest.raises(ValueError, match="energy as a string must be 'self'"):
         t5_model.metropolis_refine(max_new_tokens=3, energy="gpt2")
     with pytest.raises(ValueError, match=r"energy must return a tensor of shape \(1,\)"):
