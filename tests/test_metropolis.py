@@ -213,3 +213,16 @@ def test_other_bad_arguments_are_refused_by_name(t5_model):
         t5_model.metropolis_refine(max_new_tokens=3, energy="gpt2")
     with pytest.raises(ValueError, match=r"energy must return a tensor of shape \(1,\)"):
         t5_model.metropolis_refine(max_new_tokens=3, energy=lambda prompt_ids, canvas: torch.zeros(2))
+
+
+def test_truncated_proposals_enter_the_acceptance_ratio_as_sampled(t5_model):
+    """top_k=1 proposes only the argmax, a move no proposal can undo: scored exactly (q(x[k]) = 0 for any other current
+    token) every such move is rejected, so the chain stays where it started; untruncated, it moves."""
+    canvas = torch.randint(100, 110, (4, 5), generator=torch.Generator().manual_seed(0))
+
+    def flat(prompt_ids, canvas):
+        return torch.zeros(canvas.shape[0], dtype=torch.float64)
+
+    kwargs = dict(canvas_ids=canvas, start="canvas", energy=flat, num_rounds=2, seed=0)
+    assert torch.equal(t5_model.metropolis_refine(top_k=1, **kwargs), canvas)
+    assert not torch.equal(t5_model.metropolis_refine(**kwargs), canvas)
