@@ -89,7 +89,8 @@ def main() -> None:
                           os.path.join(args.out, "glauber_run"), args.text_steps, 16, 2e-3)
     print(f"glauber model trained ({time.time() - clock:.0f} s)", flush=True)
     ids = tokenizer(train_text, add_special_tokens=False).input_ids
-    judges = {"energy_judge": train_judge(ids, 128, args.judge_steps, 1), "heldout_judge": train_judge(ids, 128, args.judge_steps, 2)}
+    seeds = {"energy_judge": 1, "heldout_judge": 2}
+    judges = {name: train_judge(ids, 128, args.judge_steps, seed) for name, seed in seeds.items()}
     print(f"judges trained ({time.time() - clock:.0f} s)", flush=True)
     energy = CausalLMEnergy(judges["energy_judge"], tokenizer=tokenizer, canvas_tokenizer=tokenizer)
 

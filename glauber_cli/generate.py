@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="allow code a Hub checkpoint names in its config (a Glauber checkpoint runs on this "
                         "installed package's code, which is registered for its Auto classes)")
     parser.add_argument("--energy", default=None,
-                        help="Metropolis refinement towards a causal LM's law instead of Glauber rounds: 'self' (this "
-                        "model's CAUSAL-GEN) or a causal LM's Hub id or directory (re-tokenised with its own tokenizer; "
-                        "without one it must share this model's vocabulary); --num-rounds then counts Metropolis rounds")
+                        help="Metropolis refinement towards a causal LM's law instead of Glauber rounds: 'self' "
+                        "(this model's CAUSAL-GEN) or a causal LM's Hub id or directory (re-tokenised with its own "
+                        "tokenizer; without one it must share this model's vocabulary); --num-rounds then counts "
+                        "Metropolis rounds")
     parser.add_argument("--energy-beta", type=float, default=1.0, help="β > 0: the chain targets p_E^β")
     parser.add_argument("--energy-start", choices=("draft", "uniform"), default="draft",
                         help="the Metropolis chain's start: the CAUSAL-GEN draft or uniform noise")

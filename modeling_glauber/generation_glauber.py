@@ -176,9 +176,10 @@ class GlauberGenerationMixin:
                     "'self' for this model's CAUSAL-GEN"
                 )
             energy = CausalLMEnergy(energy)
-        if isinstance(energy, CausalLMEnergy) and energy.tokenizer is None and energy.vocab_size != self.config.vocab_size:
+        vocab = self.config.vocab_size
+        if isinstance(energy, CausalLMEnergy) and energy.tokenizer is None and energy.vocab_size != vocab:
             raise ValueError(
-                f"energy has a vocabulary of {energy.vocab_size} ids but this model's has {self.config.vocab_size}, "
+                f"energy has a vocabulary of {energy.vocab_size} ids but this model's has {vocab}, "
                 "and no tokenizer to re-tokenise the text: pass CausalLMEnergy(model, tokenizer=<its tokenizer>, "
                 "canvas_tokenizer=<this model's tokenizer>)"
             )

@@ -112,8 +112,8 @@ def test_chain_samples_the_energy_law_and_its_suffix_conditional(
     tv_suffix = total_variation(empirical_law(conditioned), suffix_law)
     start_tv = total_variation(empirical_law(out.start_sequences[:CHAINS]), law)
     print(
-        f"\n{energy_kind:18s} beta={beta} start={start:7s}: TV {tv_free:.4f} (floor {monte_carlo_floor(law, CHAINS):.4f},"
-        f" start {start_tv:.3f}); suffix-conditioned TV {tv_suffix:.4f} (floor "
+        f"\n{energy_kind:18s} beta={beta} start={start:7s}: TV {tv_free:.4f} (floor "
+        f"{monte_carlo_floor(law, CHAINS):.4f}, start {start_tv:.3f}); suffix-conditioned TV {tv_suffix:.4f} (floor "
         f"{monte_carlo_floor(suffix_law, CHAINS):.4f}); acceptance {out.acceptance_rate.nanmean():.3f}"
     )
     assert tv_free <= 0.03 and tv_suffix <= 0.03
