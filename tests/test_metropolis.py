@@ -69,13 +69,12 @@ def trained_energy(exact_energy):
     """A tiny GPT-2 over the toy vocabulary trained on draws from the exact law (its own law is then enumerated)."""
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=16, n_positions=LENGTH + 1, n_embd=16, n_layer=1, n_head=2,
-                                       bos_token_id=BOS, eos_token_id=BOS, resid_pdrop=0.0, embd_pdrop=0.0,
-                                       attn_pdrop=0.0))
+                                       bos_token_id=BOS, eos_token_id=BOS))
     law = exact_energy(None, STATES).exp()
     data = STATES[torch.multinomial(law, 2048, replacement=True, generator=torch.Generator().manual_seed(0))]
     batch = torch.cat([torch.full((len(data), 1), BOS), data], dim=1)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.03)
-    for _ in range(80):
+    for _ in range(150):
         loss = model(input_ids=batch, labels=batch).loss
         optimiser.zero_grad()
         loss.backward()
