@@ -1,4 +1,5 @@
-"""`glauber generate`: draft and Glauber-refined text from a checkpoint."""
+"""`glauber generate`: draft and Glauber-refined text from a checkpoint, or Metropolis-refined towards a causal
+energy (`--energy`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow code a Hub checkpoint names in its config (a Glauber checkpoint runs on this "
                         "installed package's code, which is registered for its Auto classes)")
+    parser.add_argument("--energy", default=None,
+                        help="Metropolis refinement towards a causal LM's law instead of Glauber rounds: 'self' "
+                        "(this model's CAUSAL-GEN) or a causal LM's Hub id or directory (re-tokenised with its own "
+                        "tokenizer; without one it must share this model's vocabulary); --num-rounds then counts "
+                        "Metropolis rounds")
+    parser.add_argument("--energy-beta", type=float, default=1.0, help="β > 0: the chain targets p_E^β")
+    parser.add_argument("--energy-start", choices=("draft", "uniform"), default="draft",
+                        help="the Metropolis chain's start: the CAUSAL-GEN draft or uniform noise")
     parser.set_defaults(func=run)
+
+
+def load_energy(name: str, tokenizer, trust_remote_code: bool, device: str):
+    """'self', or `CausalLMEnergy` around the causal LM at `name` (with its tokenizer when it has one)."""
+    if name == "self":
+        return "self"
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from modeling_glauber import CausalLMEnergy
+
+    model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code).to(device).eval()
+    try:
+        energy_tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError):
+        energy_tokenizer = None
+    # a folder without tokenizer files still loads, as a tokenizer with an empty vocabulary
+    if energy_tokenizer is None or len(energy_tokenizer.get_vocab()) <= 1:
+        return CausalLMEnergy(model)
+    return CausalLMEnergy(model, tokenizer=energy_tokenizer, canvas_tokenizer=tokenizer)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,19 +67,28 @@ def run(args: argparse.Namespace) -> int:
     model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code).to(args.device).eval()
     prompts = args.prompt or [""]
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(args.device)
-    out = model.generate(
-        **enc,
-        max_new_tokens=args.max_new_tokens,
-        num_rounds=args.num_rounds,
-        mask_window=args.mask_window,
-        do_sample=not args.greedy,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        return_dict_in_generate=True,
-        progress=True,
-    )
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                    mask_window=args.mask_window, max_new_tokens=args.max_new_tokens, return_dict_in_generate=True,
+                    progress=True)
+    if args.energy is not None:
+        if args.greedy:
+            raise ValueError("--greedy cannot be used with --energy: a Metropolis proposal must be sampled")
+        out = model.metropolis_refine(
+            **enc, energy=load_energy(args.energy, tokenizer, args.trust_remote_code, args.device),
+            energy_beta=args.energy_beta, start=args.energy_start, num_rounds=args.num_rounds, **sampling,
+        )
+        starts = tokenizer.batch_decode(out.start_sequences, skip_special_tokens=True)
+        refined = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        for row, (prompt, begin, final) in enumerate(zip(prompts, starts, refined)):
+            print(f"prompt    : {prompt!r}")
+            print(f"start     : {begin!r}")
+            print(f"metropolis: {final!r}  (log p_E {float(out.energy_log_prob[row]):.2f})")
+        rates = ", ".join(f"{rate:.3f}" for rate in out.acceptance_rate.nanmean(dim=1).tolist())
+        print(f"acceptance per round: {rates}")
+        print(f"model calls: {out.num_draft_calls} draft + {out.num_infill_calls} infill (batched); "
+              f"energy calls: {out.num_energy_calls}")
+        return 0
+    out = model.generate(**enc, num_rounds=args.num_rounds, do_sample=not args.greedy, **sampling)
     drafts = tokenizer.batch_decode(out.draft_sequences, skip_special_tokens=True)
     refined = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
     for prompt, draft, final in zip(prompts, drafts, refined):

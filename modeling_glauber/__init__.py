@@ -7,6 +7,7 @@ Importing this package registers `GlauberT5Config` / `GlauberT5ForDiffusion` wit
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .configuration_glauber import GlauberT5Config
+from .generation_glauber import CausalLMEnergy, GlauberGenerationMixin, GlauberMetropolisOutput
 from .infill import GlauberPrefix
 from .loss import glauber_score_entropy
 from .modeling_glauber import GlauberGenerateOutput, GlauberT5ForDiffusion
@@ -19,6 +20,9 @@ AutoModel.register(GlauberT5Config, GlauberT5ForDiffusion, exist_ok=True)
 AutoModelForSeq2SeqLM.register(GlauberT5Config, GlauberT5ForDiffusion, exist_ok=True)
 
 __all__ = [
+    "CausalLMEnergy",
+    "GlauberGenerationMixin",
+    "GlauberMetropolisOutput",
     "GlauberT5Config",
     "GlauberT5ForDiffusion",
     "GlauberGenerateOutput",

@@ -23,6 +23,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
+from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
     build_prefix,
@@ -115,13 +116,14 @@ class GlauberT5PreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
 
-class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
+class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, GenerationMixin):
     r"""
     Backbone + AdaLN-Zero time conditioning on every norm layer of encoder and decoder.
 
     `forward(input_ids, attention_mask, decoder_input_ids, timesteps, labels=None)` is the backbone's forward at
     normalised diffusion time `timesteps` (τ ∈ [0, 1], one per row or a scalar; default 1). The two modes are
-    `causal_logits` / `causal_draft` (CAUSAL-GEN) and `infill_logits` (MASK-INFILL); `generate` composes them.
+    `causal_logits` / `causal_draft` (CAUSAL-GEN) and `infill_logits` (MASK-INFILL); `generate` composes them;
+    `metropolis_refine` (GlauberGenerationMixin) refines towards a causal energy's law p_E^β.
     """
 
     # Trainer must not hand num_items_in_batch to forward: the losses here are per-batch means.

@@ -58,3 +58,60 @@ def test_help_imports_neither_torch_nor_transformers():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train" in result.stdout and "puzzles" in result.stdout  # every subcommand is listed with its help
     assert "HEAVY []" in result.stdout
+
+
+def _save_gpt2(path, vocab_size: int, tokenizer=None, poison: bool = False):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    judge = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                       bos_token_id=1, eos_token_id=1))
+    if poison:
+        with torch.no_grad():
+            judge.transformer.wte.weight.fill_(float("nan"))
+    judge.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def checkpoint(tokenizer, tmp_path):
+    make_glauber("t5", tokenizer, num_rounds=2).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    return str(tmp_path / "model")
+
+
+@pytest.mark.parametrize("energy", ["self", "judge"])
+def test_generate_with_an_energy_prints_the_metropolis_text_acceptance_and_both_call_counts(
+    checkpoint, tokenizer, tmp_path, capsys, energy
+):
+    if energy == "judge":
+        energy = _save_gpt2(tmp_path / "judge", 384, tokenizer)
+    code = main(["generate", "--model", checkpoint, "--prompt", "hello", "--prompt", "a longer one",
+                 "--max-new-tokens", "4", "--num-rounds", "3", "--energy", energy, "--energy-beta", "1.5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("metropolis:") == 2 and out.count("start     :") == 2
+    rates = out.split("acceptance per round:")[1].split("\n")[0].split(",")
+    assert len(rates) == 3 and all(0 <= float(rate) <= 1 for rate in rates)
+    assert "model calls: 4 draft + 12 infill (batched); energy calls:" in out
+
+
+@pytest.mark.parametrize("beta", ["0", "-1", "nan"])
+def test_generate_refuses_a_non_positive_energy_beta(checkpoint, beta):
+    with pytest.raises(ValueError, match="energy_beta must be a finite number > 0"):
+        main(["generate", "--model", checkpoint, "--max-new-tokens", "3", "--energy", "self", "--energy-beta", beta])
+
+
+def test_generate_refuses_an_energy_with_another_vocabulary_and_no_tokenizer(checkpoint, tmp_path):
+    judge = _save_gpt2(tmp_path / "judge", 100)
+    with pytest.raises(ValueError, match="energy has a vocabulary of 100 ids but this model's has 384"):
+        main(["generate", "--model", checkpoint, "--max-new-tokens", "3", "--energy", judge])
+
+
+def test_generate_refuses_an_energy_returning_non_finite_values(checkpoint, tmp_path):
+    judge = _save_gpt2(tmp_path / "judge", 384, poison=True)
+    with pytest.raises(ValueError, match="energy returned non-finite log p_E"):
+        main(["generate", "--model", checkpoint, "--max-new-tokens", "3", "--energy", judge])
