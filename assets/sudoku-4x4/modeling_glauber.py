@@ -23,6 +23,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
+from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
     build_prefix,
@@ -115,13 +116,14 @@ class GlauberT5PreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
 
 
-class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
+class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, GenerationMixin):
     r"""
     Backbone + AdaLN-Zero time conditioning on every norm layer of encoder and decoder.
 
     `forward(input_ids, attention_mask, decoder_input_ids, timesteps, labels=None)` is the backbone's forward at
     normalised diffusion time `timesteps` (τ ∈ [0, 1], one per row or a scalar; default 1). The two modes are
-    `causal_logits` / `causal_draft` (CAUSAL-GEN) and `infill_logits` (MASK-INFILL); `generate` composes them.
+    `causal_logits` / `causal_draft` (CAUSAL-GEN) and `infill_logits` (MASK-INFILL); `generate` composes them;
+    `metropolis_refine` (GlauberGenerationMixin) refines towards a causal energy's law p_E^β.
     """
 
     # Trainer must not hand num_items_in_batch to forward: the losses here are per-batch means.
@@ -730,12 +732,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GenerationMixin):
                 f"num_rounds must be an integer in [0, {self.config.num_rounds}] (the config's num_rounds, which lays "
                 f"out the time schedule), got {num_rounds!r}"
             )
+        return num_rounds, self.resolve_mask_window(mask_window, length)
+
+    def resolve_mask_window(self, mask_window: int | None, length: int) -> int:
+        """The mask window w of a canvas of `length`, the one resolver shared by training, `generate` and the bound:
+        the config's clipped to `length` where None (a canvas shorter than the trained window masks all of itself),
+        else checked."""
         mask_window = min(self.config.mask_window, length) if mask_window is None else mask_window
         if not isinstance(mask_window, int) or not 1 <= mask_window <= length:
             raise ValueError(f"mask_window must be an integer in [1, {length}] (the canvas length), got {mask_window!r}")
         if len(self.sentinel_ids) < mask_window:
             raise ValueError(f"mask_window={mask_window} needs {mask_window} sentinel_token_ids in the config")
-        return num_rounds, mask_window
+        return mask_window
 
     def _validate_canvas(self, input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size):
         vocab = self.config.vocab_size
