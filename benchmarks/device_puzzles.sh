@@ -14,8 +14,10 @@
 # JSON/Markdown/PNG, and for s9 and zebra the fp16 checkpoint with its held-out rows) split into parts of under 16 MiB.
 # Wheels in .whl/ bring transformers 5.24 + datasets where the image lacks them. CPU smoke run of the script itself:
 #   PATH=$PWD/.venv/bin:$PATH WHEELS=0 DEVICE=cpu PRECISION=fp32 BUDGET=20 SLACK=600 N9=300 NZ=300 \
-#     EXTRA="--n-test 8 --set stage1_batch=4 --set stage2_batch=2 --set timesteps_per_chain=2 --baseline-steps 3" \
-#     bash benchmarks/device_puzzles.sh
+#     EXTRA="--n-test 8 --set stage1_batch=4 --set stage2_batch=2 --set timesteps_per_chain=2 --baseline-steps 3 \
+#     --set d_model=32 --set d_ff=64 --set num_layers=1 --set num_heads=2 --set d_kv=16 --set time_dim=16 \
+#     --set num_rounds=1" bash benchmarks/device_puzzles.sh
+# (the smoke's small model: one stage-2 step of the 7.4M model runs a 243-step noising chain, minutes on a CPU)
 set -uo pipefail
 OUT=${OUT:-runs/device}
 WORK=/tmp/glauber-device
