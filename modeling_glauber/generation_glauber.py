@@ -261,7 +261,7 @@ class GlauberGenerationMixin:
         _, mask_window = self.resolve_rounds_and_window(None, mask_window, length)
         if bool(frozen.all()):
             raise ValueError("frozen_mask freezes every canvas position: there is nothing to refine")
-        prefix = self.build_prefix(input_ids, attention_mask, batch)
+        prefix = self.build_prefix(input_ids, attention_mask, batch, frozen_mask=frozen)
         log_p = self._bind_energy(energy, prefix)
         seeds = resolve_seeds(seed, batch, self.device)
 
