@@ -161,6 +161,23 @@ def test_counts_calls_per_kind_reports_acceptance_per_round_and_never_moves_froz
     assert uniform.num_draft_calls == 0 and torch.equal(uniform.start_sequences[frozen], canvas[frozen])
 
 
+def test_proposals_mark_the_frozen_cells_as_generate_does(tokenizer, monkeypatch):
+    """A model trained with the given marker (DESIGN §9) must see it in every infill it proposes from."""
+    model = make_glauber("t5", tokenizer, num_rounds=1, canvas_given_embedding=True)
+    canvas = torch.tensor([[100, 101, 102, 103]])
+    frozen = torch.tensor([[True, False, False, True]])
+    seen = []
+    infill_logits = model.infill_logits
+
+    def recording(prefix, *args, **kwargs):
+        seen.append(prefix.given)
+        return infill_logits(prefix, *args, **kwargs)
+
+    monkeypatch.setattr(model, "infill_logits", recording)
+    model.metropolis_refine(canvas_ids=canvas, frozen_mask=frozen, energy="self", num_rounds=1, seed=0)
+    assert seen and all(given is not None and torch.equal(given, frozen) for given in seen)
+
+
 def test_retokenised_energy_scores_the_text_with_the_energy_tokenizer(tokenizer):
     """ByT5 spells ASCII text with the same ids, so re-tokenising must give the id-level energy exactly."""
     torch.manual_seed(0)
