@@ -24,14 +24,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from puzzles import data  # noqa: E402
-from puzzles.recipe import (  # noqa: E402
-    PuzzleUL2Collator,
-    RecipeConfig,
-    build_model,
-    build_tokenizer,
-    legal_canvas_tokens,
-    tokenized,
-)
+from puzzles.recipe import RecipeConfig, build_model, build_tokenizer, stage1_collator, tokenized  # noqa: E402
 
 PREVIOUS_ENCODING = dict(canvas_factors=False, given_embedding=False, infill_prompt=True, prompt_positions=False,
                          canvas_index=True, augment=False)
@@ -41,10 +34,7 @@ def trainer_parts(cfg: RecipeConfig, rows):
     """Model, collator, optimiser and tokenized rows of one recipe, as `train_stage1` builds them."""
     tok = build_tokenizer(cfg)
     model = build_model(cfg, tok).train()
-    legal = tok.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
-    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
-                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
-                                 augment_size=cfg.size if cfg.augment else None)
+    collator = stage1_collator(model, cfg)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.stage1_lr)
     return model, collator, optimiser, tokenized(rows, tok)
 

@@ -450,13 +450,18 @@ def loader_workers(cfg: RecipeConfig, device: str) -> int:
     return 4 if device != "cpu" and cfg.draft_corruption == 0 else 0
 
 
+def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig) -> PuzzleUL2Collator:
+    """The recipe's stage-1 collator for `model`."""
+    legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
+    return PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
+                             cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
+                             augment_size=cfg.size if cfg.augment else None)
+
+
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
                  budget_s: float | None = None) -> dict[str, Any]:
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
-    legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
-    collator = PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
-                                 cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
-                                 augment_size=cfg.size if cfg.augment else None)
+    collator = stage1_collator(model, cfg)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                                          precision, cfg.seed, loader_workers(cfg, device)))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,

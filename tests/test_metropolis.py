@@ -139,17 +139,26 @@ def test_a_row_does_not_depend_on_the_rest_of_its_batch(tokenizer, energy):
     assert torch.equal(again.sequences, batch.sequences)
 
 
-def test_counts_calls_per_kind_reports_acceptance_per_round_and_never_moves_frozen_positions(tokenizer):
+def test_counts_calls_per_kind_reports_acceptance_per_round_and_never_moves_frozen_positions(tokenizer, monkeypatch):
     model = make_glauber("t5", tokenizer, num_rounds=1)
     canvas = torch.tensor([[100, 101, 102, 103], [104, 105, 106, 107]])
     frozen = torch.tensor([[True, False, False, True], [True, False, True, False]])
+    energy_calls = []
+    causal_log_likelihood = model.causal_log_likelihood
+
+    def counted(prefix, sequences):
+        energy_calls.append(sequences.clone())
+        return causal_log_likelihood(prefix, sequences)
+
+    monkeypatch.setattr(model, "causal_log_likelihood", counted)
     out = model.metropolis_refine(canvas_ids=canvas, frozen_mask=frozen, energy="self", num_rounds=3, seed=0,
                                   output_trajectory=True, return_dict_in_generate=True)
     assert torch.equal(out.sequences[frozen], canvas[frozen])
     assert torch.equal(out.trajectory[:, frozen], canvas[frozen].expand(4, -1))
     # position 0 is frozen in every row: its steps cost nothing; the others cost one infill call each
     assert (out.num_draft_calls, out.num_infill_calls) == (4, 3 * 3)
-    assert 1 <= out.num_energy_calls <= 1 + out.num_infill_calls
+    # the start, then one batched evaluation per step whose proposal changed some row
+    assert out.num_energy_calls == len(energy_calls) and out.num_energy_calls <= 1 + out.num_infill_calls
     assert out.acceptance_rate.shape == (3, 2)
     assert bool(((out.acceptance_rate >= 0) & (out.acceptance_rate <= 1)).all())
     # the reported log p_E is the energy of the returned canvas
