@@ -104,6 +104,44 @@ def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str
     return path
 
 
+def plot_learning_curve(stages: Sequence[tuple[str, dict[str, Any]]], points: Sequence[dict[str, Any]],
+                        num_rounds: int, path: str | Path, title: str = "") -> Path:
+    """Two panels against the training step (stages one after another): the logged training loss of each stage
+    (`stages`: name and `_run` summary), and solved % / cell accuracy of the draft and of N = `num_rounds` at the
+    `LearningCurve` points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, solve_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    offset = 0
+    for name, summary in stages:
+        steps = summary.get("loss_steps", [])
+        if steps:
+            loss_ax.plot([offset + s for s in steps], summary["losses"], marker=".", label=f"{name} loss")
+        offset += summary.get("steps", 0)
+    steps = [p["step"] for p in points]
+    for rounds, label in ((0, "causal draft"), (num_rounds, f"Glauber N = {num_rounds}")):
+        line, = solve_ax.plot(steps, [100 * p[f"solved_n{rounds}"] for p in points], marker="o",
+                              label=f"{label}: solved")
+        solve_ax.plot(steps, [100 * p[f"cell_accuracy_n{rounds}"] for p in points], linestyle="--",
+                      color=line.get_color(), label=f"{label}: cell accuracy")
+    loss_ax.set_ylabel("training loss (nats per scored cell)")
+    solve_ax.set_ylabel(f"% of {points[0]['puzzles']} held-out puzzles" if points else "%")
+    for ax in (loss_ax, solve_ax):
+        ax.set_xlabel("optimiser step (stage 2 after stage 1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_results(records: Sequence[dict[str, Any]], path: str | Path, **extra: Any) -> Path:
     """JSON of every record (per-row solved flags dropped) plus `extra` fields (config, timings, machine)."""
     slim = [{k: v for k, v in r.items() if k != "solved_rows"} for r in records]

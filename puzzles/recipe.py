@@ -21,6 +21,7 @@ from `modeling_glauber.infill`, so training sees exactly what `generate()` build
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -33,6 +34,7 @@ from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallba
 
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
+from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
 from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
@@ -107,6 +109,10 @@ class RecipeConfig:
     causal_loss_target: str = "chain"  # GlauberTrainingArguments.causal_loss_target: "chain" (x_T) | "data"
     stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
     eval_batch: int = 256
+    # learning curve: every `curve_every` steps of either stage (0: none), the draft and N = num_rounds are evaluated
+    # on the first `curve_puzzles` held-out puzzles (`LearningCurve`; results.json and learning_curve.png)
+    curve_every: int = 0
+    curve_puzzles: int = 100
 
     def __post_init__(self):
         if self.causal_loss_target not in CAUSAL_LOSS_TARGETS:
@@ -128,6 +134,9 @@ class RecipeConfig:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
             raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
+        if self.curve_every < 0 or self.curve_puzzles < 1:
+            raise ValueError(f"curve_every must be >= 0 (0: no learning curve) and curve_puzzles >= 1, got "
+                             f"{self.curve_every} and {self.curve_puzzles}")
         for name in ("stage1_steps", "stage2_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 skips the stage, e.g. to evaluate an --init-from "
@@ -407,14 +416,105 @@ class TimeBudget(TrainerCallback):
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
-        self.started = 0.0
+        self.started: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
 
+    def fraction(self) -> float:
+        """Share of the budget spent so far (0 without a budget or before `train()` begins)."""
+        if self.seconds is None or self.started is None:
+            return 0.0
+        return (time.perf_counter() - self.started) / self.seconds if self.seconds > 0 else 1.0
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is not None and time.perf_counter() - self.started >= self.seconds:
+        if self.fraction() >= 1.0:
             control.should_training_stop = True
+
+
+class BudgetCosineSchedule:
+    """Trainer mixin: linear warm-up, then cosine decay to 0 whose progress is the larger of
+    (step − warm-up)/(max_steps − warm-up) and the spent share of a wall-time budget, so that a run stopped by its
+    budget has annealed its learning rate instead of stopping mid-schedule. Without a budget this is exactly
+    `lr_scheduler_type="cosine"`. Takes `budget_s` and installs the `TimeBudget` callback that stops the run."""
+
+    def __init__(self, *args, budget_s: float | None = None, callbacks=None, **kwargs):
+        self.time_budget = TimeBudget(budget_s)
+        super().__init__(*args, callbacks=[self.time_budget, *(callbacks or [])], **kwargs)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            warmup = self.args.get_warmup_steps(num_training_steps)
+            budget = self.time_budget
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return step / max(1, warmup)
+                progress = max((step - warmup) / max(1, num_training_steps - warmup), budget.fraction())
+                return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+
+class BudgetTrainer(BudgetCosineSchedule, Trainer):
+    """`Trainer` with the budget-aware cosine schedule (stage 1 and the baselines)."""
+
+
+class BudgetGlauberTrainer(BudgetCosineSchedule, GlauberTrainer):
+    """`GlauberTrainer` with the budget-aware cosine schedule (stage 2)."""
+
+
+def decoder_length_groups(inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Split a stage-1 batch into the rows whose scored decoder tokens end in the first half of the decoder width
+    (R-task spans, ≤ 2·`infill_targets` + 1 tokens) and the rest (S-task rows, L + 1), each trimmed of its right
+    padding. Exact: encoders and decoders are right-padded, padded encoder keys are masked and a causal decoder's
+    padded tail changes no earlier logit; the trim only skips the padded FLOPs (the decoders of a mixed batch are
+    all as wide as a whole canvas)."""
+    labels = inputs["labels"]
+    width = labels.shape[1]
+    scored = labels != -100
+    needed = torch.where(scored.any(1), width - scored.flip(1).int().argmax(1), 0)
+    encoder_needed = inputs["attention_mask"].shape[1] - inputs["attention_mask"].flip(1).int().argmax(1)
+    short = needed <= (int(needed.max()) + 1) // 2
+    groups = []
+    for rows in (short.nonzero().flatten(), (~short).nonzero().flatten()):
+        if not len(rows):
+            continue
+        decoder_width, encoder_width = int(needed[rows].max()), int(encoder_needed[rows].max())
+        group = {}
+        for key, value in inputs.items():
+            value = value[rows]
+            if value.dim() == 2 and value.shape[1] == width and key in DECODER_KEYS:
+                value = value[:, :decoder_width]
+            elif value.dim() == 2 and key in ENCODER_KEYS:
+                value = value[:, :encoder_width]
+            group[key] = value.contiguous()
+        groups.append(group)
+    return groups
+
+
+DECODER_KEYS = ("decoder_input_ids", "decoder_canvas_positions", "labels")
+ENCODER_KEYS = ("input_ids", "attention_mask", "canvas_positions", "canvas_given")
+
+
+def stage1_loss(model: GlauberT5ForDiffusion, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The token-averaged cross-entropy of a stage-1 batch, `model(**inputs).loss`, computed on its
+    `decoder_length_groups` (one forward each) and recombined by their scored-token counts."""
+    groups = decoder_length_groups(inputs)
+    counts = [int((g["labels"] != -100).sum()) for g in groups]
+    total = sum(counts)
+    return sum(model(**g).loss * (n / total) for g, n in zip(groups, counts) if n)
+
+
+class Stage1Trainer(BudgetTrainer):
+    """Stage 1's `Trainer`: the loss of `stage1_loss` (same value, no FLOPs on decoder padding)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return stage1_loss(model, inputs)
 
 
 def common_training_arguments(out: str, steps: int, lr: float, batch: int, device: str, precision: str, seed: int,
@@ -431,7 +531,7 @@ def common_training_arguments(out: str, steps: int, lr: float, batch: int, devic
         lr_scheduler_type="cosine",
         weight_decay=0.01,
         max_grad_norm=1.0,
-        logging_steps=max(1, steps // 20),
+        logging_steps=max(1, min(100, steps // 20)),  # a run its time budget stops still logs a curve
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
@@ -459,18 +559,18 @@ def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig) -> PuzzleUL
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
-                 budget_s: float | None = None) -> dict[str, Any]:
+                 budget_s: float | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     collator = stage1_collator(model, cfg)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                                          precision, cfg.seed, loader_workers(cfg, device)))
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator,
-                      callbacks=[TimeBudget(budget_s)])
+    trainer = Stage1Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator, budget_s=budget_s,
+                            callbacks=callbacks)
     return _run(trainer)
 
 
 def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
-                 budget_s: float | None = None) -> dict[str, Any]:
+                 budget_s: float | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Stage 2: `GlauberTrainer` (DWDSE + causal loss on `causal_loss_target`) from the stage-1 weights."""
     args = GlauberTrainingArguments(
         **common_training_arguments(out, cfg.stage2_steps, cfg.stage2_lr, cfg.stage2_batch, device, precision, cfg.seed),
@@ -481,7 +581,8 @@ def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
         causal_loss_weight=cfg.causal_loss_weight,
         causal_loss_target=cfg.causal_loss_target,
     )
-    trainer = GlauberTrainer(model=model, args=args, train_dataset=train_ds, callbacks=[TimeBudget(budget_s)])
+    trainer = BudgetGlauberTrainer(model=model, args=args, train_dataset=train_ds, budget_s=budget_s,
+                                   callbacks=callbacks)
     summary = _run(trainer)
     summary["noising_seconds"] = round(trainer.noising_seconds, 1)
     return summary
@@ -491,7 +592,8 @@ def _run(trainer: Trainer) -> dict[str, Any]:
     started = time.perf_counter()
     if trainer.args.max_steps > 0:  # Trainer reads max_steps <= 0 as "train by epochs"; here 0 skips the stage
         trainer.train()
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    losses = [e["loss"] for e in logged]
     seconds = time.perf_counter() - started
     return {
         "steps": trainer.state.global_step,
@@ -500,6 +602,7 @@ def _run(trainer: Trainer) -> dict[str, Any]:
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "losses": losses,
+        "loss_steps": [e["step"] for e in logged],
     }
 
 
@@ -543,3 +646,50 @@ def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedToken
         calls = max(calls, out.num_model_calls)
         predictions += [tokenizer.convert_ids_to_tokens(row) for row in out.sequences.tolist()]
     return predictions, calls
+
+
+class LearningCurve(TrainerCallback):
+    """Every `every` optimiser steps and at the end of each stage: solved share and cell accuracy of the greedy causal
+    draft (N = 0) and of N = `num_rounds` on `rows`, in eval mode. Steps continue across the stages it is passed to;
+    `points` holds one dict per evaluation (the wall time spent evaluating is part of the training budget)."""
+
+    def __init__(self, model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                 num_rounds: int, every: int, batch_size: int = 256, mask_window: int | None = None):
+        self.model, self.tokenizer, self.rows = model, tokenizer, rows
+        self.num_rounds, self.every, self.batch_size, self.mask_window = num_rounds, every, batch_size, mask_window
+        self.points: list[dict[str, Any]] = []
+        self.stage = ""
+        self._offset = 0
+        self._started = time.perf_counter()
+
+    def begin_stage(self, name: str) -> None:
+        self.stage = name
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self.measure(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not self.points or self.points[-1]["step"] != self._offset + state.global_step:
+            self.measure(state.global_step)
+        self._offset += state.global_step
+
+    def measure(self, stage_step: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        training = self.model.training
+        self.model.eval()
+        point = {"step": self._offset + stage_step, "stage": self.stage, "puzzles": len(self.rows),
+                 "wall_seconds": round(started - self._started, 1)}
+        try:
+            for rounds in (0, self.num_rounds):
+                predictions, _ = glauber_predictions(self.model, self.tokenizer, self.rows, rounds, self.batch_size,
+                                                     self.mask_window)
+                metrics = evaluate_predictions(predictions, self.rows)
+                point[f"solved_n{rounds}"] = metrics["solved"]
+                point[f"cell_accuracy_n{rounds}"] = metrics["cell_accuracy"]
+        finally:
+            self.model.train(training)
+        point["eval_seconds"] = round(time.perf_counter() - started, 1)
+        print(f"learning curve: {json.dumps(point)}", flush=True)  # beside the Trainer's own log lines
+        self.points.append(point)
+        return point

@@ -13,20 +13,22 @@ from typing import Any
 
 import torch
 from datasets import DatasetDict, load_from_disk
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from puzzles import data, zebra
 from puzzles.baselines import MaskedDiffusionCollator, SolverOrderCollator, mdm_predictions, solver_order_predictions
 from puzzles.cli import positive_int
-from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
+from puzzles.evaluation import (fixes, format_table, plot_learning_curve, plot_results, run_method,
+                                write_results)
 from puzzles.files import staged_dir
 from puzzles.recipe import (
     RecipeConfig,
-    TimeBudget,
+    BudgetTrainer,
     common_training_arguments,
     build_model,
     build_tokenizer,
     continue_from,
+    LearningCurve,
     glauber_predictions,
     legal_canvas_tokens,
     load_model,
@@ -156,8 +158,7 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
         args = TrainingArguments(**common_training_arguments(str(out / f"baseline-{name}"), steps, cfg.stage1_lr,
                                                              cfg.stage1_batch, device, precision, cfg.seed,
                                                              loader_workers(cfg, device)))
-        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collator,
-                          callbacks=[TimeBudget(share)])
+        trainer = BudgetTrainer(model=model, args=args, train_dataset=ds, data_collator=collator, budget_s=share)
         started = time.perf_counter()
         trainer.train()
         summaries[name] = {"steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
@@ -209,10 +210,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = model.to(args.device)
     train_ds = tokenized(ds["train"], tokenizer)
     s1_budget = None if budget is None else budget * cfg.stage1_budget_fraction
-    stage1 = train_stage1(model, train_ds, cfg, str(out / "stage1"), args.device, args.precision, s1_budget)
+    curve = (LearningCurve(model, tokenizer, rows[: cfg.curve_puzzles], cfg.num_rounds, cfg.curve_every,
+                           cfg.eval_batch, cfg.refine_mask_window or None) if cfg.curve_every else None)
+    callbacks = [curve] if curve else None
+    if curve:
+        curve.begin_stage("stage 1")
+    stage1 = train_stage1(model, train_ds, cfg, str(out / "stage1"), args.device, args.precision, s1_budget,
+                          callbacks=callbacks)
     save_checkpoint(model, tokenizer, out / "model")  # a run cut short after stage 1 still leaves a model behind
     s2_budget = None if budget is None else max(0.0, budget - (time.perf_counter() - started - data_seconds))
-    stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget)
+    if curve:
+        curve.begin_stage("stage 2")
+    stage2 = train_stage2(model, train_ds, cfg, str(out / "stage2"), args.device, args.precision, s2_budget,
+                          callbacks=callbacks)
     trained_seconds = time.perf_counter() - started - data_seconds
     model.eval()
     if cfg.refine_mask_window:
@@ -235,6 +245,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "stage2": stage2,
         "draft_vs_final": fixes(draft, best),
     }
+    if curve:
+        summary["learning_curve"] = curve.points
+        plot_learning_curve([("stage 1", stage1), ("stage 2", stage2)], curve.points, cfg.num_rounds,
+                            out / "learning_curve.png", title)
     summary = _report(records, draft["method"], summary, out, title)
     print(json.dumps({k: summary[k] for k in ("parameters", "draft_vs_final")}))
     return summary

@@ -19,11 +19,15 @@ from puzzles.baselines import (
     solver_order_predictions,
     solver_triplets,
 )
-from puzzles.evaluation import fixes, format_table, plot_results, run_method
+from puzzles.evaluation import fixes, format_table, plot_learning_curve, plot_results, run_method
 from puzzles.metrics import evaluate_predictions, givens
 from puzzles.recipe import (
+    BudgetTrainer,
+    LearningCurve,
     PuzzleUL2Collator,
     RecipeConfig,
+    decoder_length_groups,
+    stage1_loss,
     build_backbone,
     build_model,
     build_tokenizer,
@@ -552,7 +556,7 @@ def _no_training(monkeypatch, stage1_seconds: float = 0.0) -> list[float | None]
         time.sleep(stage1_seconds)
         return {"steps": 0}
 
-    def stage2(model, train_ds, cfg, out, device, precision, budget_s):
+    def stage2(model, train_ds, cfg, out, device, precision, budget_s, callbacks=None):
         budgets.append(budget_s)
         return {"steps": 0}
 
@@ -592,16 +596,16 @@ def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypa
     baseline_budgets: list[float | None] = []
 
     class FakeTrainer:
-        """Records its `TimeBudget` and spends 0.1 s instead of training."""
+        """Records its time budget and spends 0.1 s instead of training."""
 
-        def __init__(self, *, callbacks, **kwargs):
-            baseline_budgets.append(callbacks[0].seconds)
+        def __init__(self, *, budget_s, **kwargs):
+            baseline_budgets.append(budget_s)
             self.state = SimpleNamespace(global_step=0)
 
         def train(self):
             time.sleep(0.1)
 
-    monkeypatch.setattr("puzzles.run.Trainer", FakeTrainer)
+    monkeypatch.setattr("puzzles.run.BudgetTrainer", FakeTrainer)
     data_dir = tmp_path / "data"
     sudoku4.save_to_disk(str(data_dir))
     args = _run_args(tmp_path, dict(TINY, kind="sudoku", num_rounds=1, eval_batch=8), "--data", str(data_dir),
@@ -703,12 +707,12 @@ def test_stage2_trains_the_draft_on_the_configs_causal_loss_target(sudoku4, tmp_
 
     seen = []
 
-    class Recorded(GlauberTrainer):
+    class Recorded(recipe.BudgetGlauberTrainer):
         def __init__(self, *args, **kwargs):
             seen.append(kwargs["args"].causal_loss_target)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(recipe, "GlauberTrainer", Recorded)
+    monkeypatch.setattr(recipe, "BudgetGlauberTrainer", Recorded)
     tok = build_tokenizer(RecipeConfig(**TINY))
     train = tokenized(sudoku4["train"], tok)
     for target in ("data", "chain"):
@@ -717,3 +721,88 @@ def test_stage2_trains_the_draft_on_the_configs_causal_loss_target(sudoku4, tmp_
     assert seen == ["data", "chain"]
     with pytest.raises(ValueError, match=r"causal_loss_target must be one of \('data', 'chain'\), got 'x_0'"):
         RecipeConfig(**TINY, causal_loss_target="x_0")
+
+
+def test_budget_schedule_is_the_stock_cosine_without_a_budget_and_anneals_to_zero_by_its_end(tiny, tmp_path):
+    import time
+
+    from transformers import TrainingArguments, get_cosine_schedule_with_warmup
+
+    model = tiny[2]
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=20, warmup_steps=4, learning_rate=1e-3,
+                             lr_scheduler_type="cosine", use_cpu=True, report_to="none")
+
+    def factors(budget_s, spent_s=None):
+        trainer = BudgetTrainer(model=model, args=args, budget_s=budget_s)
+        trainer.create_optimizer()
+        if spent_s is not None:
+            trainer.time_budget.started = time.perf_counter() - spent_s
+        scheduler = trainer.create_scheduler(20)
+        return [scheduler.lr_lambdas[0](step) for step in range(21)]
+
+    stock = get_cosine_schedule_with_warmup(torch.optim.SGD(model.parameters(), lr=1.0), 4, 20)
+    assert factors(None) == pytest.approx([stock.lr_lambdas[0](step) for step in range(21)], abs=1e-12)
+    half = factors(1000.0, spent_s=500.0)  # half the budget spent: at least halfway down the cosine
+    assert half[:4] == factors(None)[:4]  # warm-up follows the steps
+    assert half[4] == pytest.approx(0.5, abs=1e-3) and half[12] == pytest.approx(factors(None)[12])
+    assert factors(1000.0, spent_s=1000.0)[4:] == [0.0] * 17
+    control = BudgetTrainer(model=model, args=args, budget_s=1e-9)
+    control.time_budget.started = time.perf_counter()
+    from transformers import TrainerControl
+
+    stop = TrainerControl()
+    control.time_budget.on_step_end(args, None, stop)
+    assert stop.should_training_stop
+
+
+def test_learning_curve_follows_both_stages_and_matches_a_fresh_evaluation(sudoku4, tmp_path):
+    cfg = RecipeConfig(**TINY, **STRUCTURED, num_rounds=1, stage1_steps=4, stage2_steps=3)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(sudoku4["train"], tok)
+    rows = list(sudoku4["test"])[:6]
+    curve = LearningCurve(model, tok, rows, num_rounds=1, every=2, batch_size=4)
+    curve.begin_stage("stage 1")
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"), callbacks=[curve])
+    assert model.training, "evaluation gives the model back in training mode"
+    curve.begin_stage("stage 2")
+    stage2 = train_stage2(model, train, cfg, str(tmp_path / "s2"), callbacks=[curve])
+    # every 2 steps of each stage, and the end of stage 2 (step 3 of it) once more
+    assert [(p["step"], p["stage"]) for p in curve.points] == [
+        (2, "stage 1"), (4, "stage 1"), (6, "stage 2"), (7, "stage 2")]
+    model.eval()
+    last = curve.points[-1]
+    for rounds in (0, 1):
+        fresh = evaluate_predictions(glauber_predictions(model, tok, rows, rounds, 4)[0], rows)
+        assert last[f"solved_n{rounds}"] == fresh["solved"]
+        assert last[f"cell_accuracy_n{rounds}"] == fresh["cell_accuracy"]
+    assert stage1["loss_steps"] == [1, 2, 3, 4] and len(stage2["loss_steps"]) == len(stage2["losses"]) == 3
+    png = plot_learning_curve([("stage 1", stage1), ("stage 2", stage2)], curve.points, 1, tmp_path / "curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="curve_every must be >= 0"):
+        RecipeConfig(**TINY, curve_every=-1)
+
+
+def test_stage1_loss_skips_decoder_padding_and_equals_the_one_forward_loss(sudoku4):
+    cfg = RecipeConfig(**TINY, **STRUCTURED, infill_targets=3)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok).eval()  # no dropout: the two computations must agree to rounding
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    batch = PuzzleUL2Collator(model, legal, causal_fraction=0.5, infill_per_row=2, infill_targets=3,
+                              seed=2)([train[i] for i in range(8)])
+    groups = decoder_length_groups(batch)
+    # an R-task span of ≤ 3 cells scores ≤ 6 decoder tokens; an S-task row scores up to all 16 cells
+    assert [g["decoder_input_ids"].shape[1] for g in groups] == [6, 16]
+    assert sum(g["labels"].shape[0] for g in groups) == batch["labels"].shape[0]
+    assert sum(int((g["labels"] != -100).sum()) for g in groups) == int((batch["labels"] != -100).sum())
+    whole = model(**batch).loss
+    whole.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    split = stage1_loss(model, batch)
+    split.backward()
+    assert split.item() == pytest.approx(whole.item(), abs=1e-6)
+    for name, param in model.named_parameters():
+        if name in expected:
+            torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-5)
