@@ -33,6 +33,9 @@ class GlauberT5Config(PreTrainedConfig):
             frozen canvas position (a puzzle's givens), so the infill tells givens from values it may change.
         prompt_canvas_positions: the prompt holds one token per canvas position, in canvas order (a Sudoku grid
             with blanks): prompt token k gets the canvas embedding of position k in both modes.
+        canvas_position_token_ids: ids of words that name a canvas position: a prompt token equal to
+            `canvas_position_token_ids[k]` gets the canvas embedding of position k in both modes, wherever it stands
+            (a Zebra clue naming the cell of an entity), so the link from a clue to its cell is in the input.
         infill_reads_prompt: MASK-INFILL reads `[R] + P + x + </s>` (True, the default); False drops P, for puzzles
             whose givens are frozen canvas cells, so the infill encoder reads only the canvas.
         r_mode_token_id / s_mode_token_id / x_mode_token_id: UL2 mode tokens ([NLU], [S2S], [NLG]); None omits them.
@@ -56,6 +59,7 @@ class GlauberT5Config(PreTrainedConfig):
     canvas_position_factors: list[list[int]] | None = None
     canvas_given_embedding: bool = False
     prompt_canvas_positions: bool = False
+    canvas_position_token_ids: list[int] | None = None
     infill_reads_prompt: bool = True
     r_mode_token_id: int | None = None
     s_mode_token_id: int | None = None
@@ -146,6 +150,19 @@ class GlauberT5Config(PreTrainedConfig):
         for name in ("canvas_given_embedding", "prompt_canvas_positions", "infill_reads_prompt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        named = self.canvas_position_token_ids
+        if named is not None:
+            if (not isinstance(named, (list, tuple)) or not named
+                    or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in named)):
+                raise ValueError(f"canvas_position_token_ids must be a non-empty list of token ids >= 0, got {named!r}")
+            if len(set(named)) != len(named):
+                raise ValueError("canvas_position_token_ids must name each canvas position by a different token id")
+            limit = self.canvas_length_limit
+            if limit is None or len(named) > limit:
+                raise ValueError(
+                    f"canvas_position_token_ids names {len(named)} canvas positions, but the model embeds "
+                    f"{limit or 0} (canvas_position_embeddings / the length of canvas_position_factors)"
+                )
         if self.prompt_canvas_positions and self.canvas_length_limit is None:
             raise ValueError(
                 "prompt_canvas_positions needs canvas positions to embed: set canvas_position_embeddings > 0 or "

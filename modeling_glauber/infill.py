@@ -158,16 +158,40 @@ def prompt_canvas_positions(prefix_mask: torch.Tensor, length: int, mode_token: 
     return positions
 
 
+def named_canvas_positions(ids: torch.Tensor, position_token_ids: list[int]) -> torch.Tensor:
+    """`[B, W]` canvas position k of each token equal to `position_token_ids[k]`; -1 for every other token."""
+    table = torch.full((max(position_token_ids) + 1,), -1, dtype=torch.long, device=ids.device)
+    table[torch.as_tensor(position_token_ids, device=ids.device)] = torch.arange(len(position_token_ids),
+                                                                                 device=ids.device)
+    inside = ids < table.shape[0]
+    return torch.where(inside, table[ids.clamp(max=table.shape[0] - 1)], -1)
+
+
+def prefix_canvas_positions(
+    ids: torch.Tensor, mask: torch.Tensor, length: int, prompt_positions: bool, mode_token: bool,
+    position_token_ids: list[int] | None,
+) -> torch.Tensor:
+    """Canvas positions of a left-packed `[mode] + P`: the grid's (`prompt_canvas_positions`) and those of the words
+    that name a position (`named_canvas_positions`); -1 elsewhere."""
+    if prompt_positions:
+        head = prompt_canvas_positions(mask, length, mode_token)
+    else:
+        head = torch.full(ids.shape, -1, dtype=torch.long, device=ids.device)
+    if position_token_ids:
+        named = named_canvas_positions(ids, position_token_ids)
+        head = torch.where((named >= 0) & mask.bool(), named, head)
+    return head
+
+
 def infill_canvas_positions(
-    prefix: GlauberPrefix, length: int, prompt_positions: bool = False, mode_token: bool = False
+    prefix: GlauberPrefix, length: int, prompt_positions: bool = False, mode_token: bool = False,
+    position_token_ids: list[int] | None = None,
 ) -> torch.Tensor:
     """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`.
-    With `prompt_positions`, the prompt tokens hold theirs too (`prompt_canvas_positions`)."""
+    With `prompt_positions` or `position_token_ids`, prompt tokens hold theirs too (`prefix_canvas_positions`)."""
     device = prefix.infill_ids.device
-    if prompt_positions:
-        head = prompt_canvas_positions(prefix.infill_mask, length, mode_token)
-    else:
-        head = torch.full((prefix.batch_size, prefix.infill_ids.shape[1]), -1, dtype=torch.long, device=device)
+    head = prefix_canvas_positions(prefix.infill_ids, prefix.infill_mask, length, prompt_positions, mode_token,
+                                   position_token_ids)
     canvas = torch.arange(length, device=device).expand(prefix.batch_size, -1)
     eos = torch.full((prefix.batch_size, 1), -1, dtype=torch.long, device=device)
     return torch.cat([head, canvas, eos], dim=1)
@@ -243,6 +267,8 @@ __all__ = [
     "causal_encoder_inputs",
     "infill_canvas_given",
     "infill_canvas_positions",
+    "named_canvas_positions",
+    "prefix_canvas_positions",
     "prompt_canvas_positions",
     "infill_encoder_inputs",
     "infill_decoder_inputs",

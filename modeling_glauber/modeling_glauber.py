@@ -33,7 +33,7 @@ from .infill import (
     infill_decoder_inputs,
     infill_encoder_inputs,
     infill_encoder_width,
-    prompt_canvas_positions,
+    prefix_canvas_positions,
 )
 from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
@@ -399,10 +399,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 
     def causal_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
         """`canvas_positions` of the CAUSAL-GEN encoder tokens `[S] + P + </s>` when the prompt describes the canvas
-        (`prompt_canvas_positions`); empty otherwise."""
-        if not self.config.prompt_canvas_positions:
+        (`prompt_canvas_positions`) or names positions (`canvas_position_token_ids`); empty otherwise."""
+        c = self.config
+        if not (c.prompt_canvas_positions or c.canvas_position_token_ids):
             return {}
-        head = prompt_canvas_positions(prefix.causal_mask, length, self.config.s_mode_token_id is not None)
+        head = prefix_canvas_positions(prefix.causal_ids, prefix.causal_mask, length, c.prompt_canvas_positions,
+                                       c.s_mode_token_id is not None, c.canvas_position_token_ids)
         return {"canvas_positions": torch.cat([head, torch.full_like(head[:, :1], -1)], dim=1)}
 
     def infill_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
@@ -417,6 +419,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 length,
                 prompt_positions=c.prompt_canvas_positions and c.infill_reads_prompt,
                 mode_token=c.r_mode_token_id is not None,
+                position_token_ids=c.canvas_position_token_ids if c.infill_reads_prompt else None,
             )
         }
         given = infill_canvas_given(prefix, length)
@@ -832,6 +835,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         canvas_position_factors: list[list[int]] | None = None,
         canvas_given_embedding: bool = False,
         prompt_canvas_positions: bool = False,
+        canvas_position_token_ids: list[int] | None = None,
         infill_reads_prompt: bool = True,
         **from_pretrained_kwargs,
     ) -> "GlauberT5ForDiffusion":
@@ -875,6 +879,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             canvas_position_factors=canvas_position_factors,
             canvas_given_embedding=canvas_given_embedding,
             prompt_canvas_positions=prompt_canvas_positions,
+            canvas_position_token_ids=canvas_position_token_ids,
             infill_reads_prompt=infill_reads_prompt,
             sentinel_token_ids=sentinels,
             suppressed_token_ids=suppressed,

@@ -34,9 +34,11 @@ from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallba
 
 from modeling_glauber import GlauberT5ForDiffusion
 from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
+from puzzles import zebra
 from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
-from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, encoder_prompts
+from puzzles.tokenizer import (SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, canvas_index_words,
+                               encoder_prompts)
 from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import (
     GlauberDataCollator,
@@ -76,8 +78,11 @@ class RecipeConfig:
     canvas_index: bool = False  # the prompt ends with one index word per canvas cell (`canvas_index_words`)
     # a learned embedding of each canvas cell on the infill canvas and on the causal decoder input that writes it
     canvas_position_embeddings: bool = False
-    # DESIGN §9 (Sudoku): row + column + box tables instead of one per cell (`canvas_position_factors`)
+    # DESIGN §9: factor tables instead of one per cell (`canvas_position_factors`): Sudoku row + column + box,
+    # Zebra attribute + value of the entity a cell stands for
     canvas_factors: bool = False
+    # Zebra: every clue word `@k` (canvas_index) gets the canvas embedding of cell k (`canvas_position_token_ids`)
+    clue_positions: bool = False
     given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
     infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
     # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
@@ -124,12 +129,17 @@ class RecipeConfig:
         if self.kind == "sudoku" and self.size not in BOX_SHAPES:
             raise ValueError(f"size must be a Sudoku side this project knows, one of {sorted(BOX_SHAPES)}, got "
                              f"{self.size!r}")
-        for name in ("canvas_factors", "prompt_positions", "augment"):
+        for name in ("prompt_positions", "augment"):
             if getattr(self, name) and self.kind != "sudoku":
                 raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
         if not 0 <= self.refine_mask_window <= len(SENTINELS):
             raise ValueError(f"refine_mask_window must be in [0, {len(SENTINELS)}] (0: mask_window; at most one "
                              f"sentinel per masked cell), got {self.refine_mask_window}")
+        if self.clue_positions and (self.kind != "zebra" or not self.canvas_index):
+            raise ValueError("clue_positions needs kind 'zebra' and canvas_index=true (the clue words @k), got kind "
+                             f"{self.kind!r}, canvas_index={self.canvas_index}")
+        if self.clue_positions and not (self.canvas_factors or self.canvas_position_embeddings):
+            raise ValueError("clue_positions needs canvas_factors or canvas_position_embeddings to embed")
         if self.prompt_positions and self.canvas_index:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
@@ -231,14 +241,21 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         time_frequency_dim=cfg.time_dim,
         time_embedding_dim=cfg.time_dim,
         canvas_position_embeddings=canvas_cells(cfg) if cfg.canvas_position_embeddings else 0,
-        canvas_position_factors=canvas_factors(cfg.size) if cfg.canvas_factors else None,
+        canvas_position_factors=recipe_canvas_factors(cfg) if cfg.canvas_factors else None,
         canvas_given_embedding=cfg.given_embedding,
         prompt_canvas_positions=cfg.prompt_positions,
+        canvas_position_token_ids=(tokenizer.convert_tokens_to_ids(canvas_index_words(canvas_cells(cfg)))
+                                   if cfg.clue_positions else None),
         infill_reads_prompt=cfg.infill_prompt,
     )
     # the Zebra filler is always frozen, so free cells can only ever take real values
     model.restrict_canvas_vocabulary(tokenizer.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size)))
     return model
+
+
+def recipe_canvas_factors(cfg: RecipeConfig) -> list[list[int]]:
+    """The puzzle's `canvas_position_factors`: Sudoku row, column, box; Zebra attribute, value."""
+    return canvas_factors(cfg.size) if cfg.kind == "sudoku" else zebra.canvas_factors()
 
 
 def canvas_cells(cfg: RecipeConfig) -> int:

@@ -619,6 +619,13 @@ def canvas_position(row: int, value: int) -> int:
     return (row - 1) * CANVAS_COLS + value
 
 
+def canvas_factors() -> list[list[int]]:
+    """Attribute row and value of every cell of the 6 × 6 entity canvas (`canvas_position`): its
+    `canvas_position_factors` (row 0 holds attribute 1)."""
+    cells = range(CANVAS_ROWS * CANVAS_COLS)
+    return [[k // CANVAS_COLS for k in cells], [k % CANVAS_COLS for k in cells]]
+
+
 def table_to_canvas(table: Sequence[Sequence[int]], n: int, m: int) -> list[str]:
     """Rows ``1..m`` of ``table`` as 36 tokens (the house of each entity), ``.`` outside the ``m x n`` block."""
     canvas = [FILLER] * (CANVAS_ROWS * CANVAS_COLS)

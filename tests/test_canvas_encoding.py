@@ -138,3 +138,40 @@ def test_generate_refuses_a_canvas_the_factors_do_not_cover(tokenizer):
         model.generate(max_new_tokens=5)
     with pytest.raises(ValueError, match=r"canvas positions < 6"):
         model.generate(max_new_tokens=7)
+
+
+def test_words_naming_a_cell_carry_its_embedding_wherever_they_stand_in_either_mode(tokenizer, tmp_path):
+    named = tokenizer.convert_tokens_to_ids(list("uvwxyz"))  # "u" names cell 0, …, "z" cell 5
+    model = make_glauber("t5", tokenizer, canvas_position_factors=FACTORS, canvas_position_token_ids=named)
+    ids, mask = tokenizer(["a z b u", "vv"], return_tensors="pt", padding=True).values()
+    prefix = model.build_prefix(ids, mask)
+    causal = model.causal_inputs(prefix, CANVAS)
+    infill = model.infill_inputs(prefix, CANVAS, WINDOW, VALID, 0.5)
+
+    def by_token(inputs, prompt_end=None):  # {token: canvas position} of the prompt's tokens that have one
+        return [{tokenizer.convert_ids_to_tokens(int(t)): int(k) for t, k in zip(row_ids, row_positions) if k >= 0}
+                for row_ids, row_positions in zip(inputs["input_ids"], inputs["canvas_positions"][:, :prompt_end])]
+
+    assert by_token(causal) == [{"z": 5, "u": 0}, {"v": 1}]
+    assert by_token(infill, prompt_end=-7) == [{"z": 5, "u": 0}, {"v": 1}]
+    assert torch.equal(infill["canvas_positions"][:, -7:-1], torch.arange(6).expand(2, -1))
+    _randomise(model.canvas_factor_embeddings)
+    plain = make_glauber("t5", tokenizer, canvas_position_factors=FACTORS)
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(model.causal_logits(prefix, CANVAS), plain.causal_logits(prefix, CANVAS))
+    model.save_pretrained(tmp_path)
+    reloaded = GlauberT5ForDiffusion.from_pretrained(tmp_path)
+    assert reloaded.config.canvas_position_token_ids == named
+    torch.testing.assert_close(reloaded.causal_logits(prefix, CANVAS), model.causal_logits(prefix, CANVAS))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [(dict(canvas_position_token_ids=[5, 6]), "names 2 canvas positions, but the model embeds 0"),
+     (dict(canvas_position_factors=FACTORS, canvas_position_token_ids=list(range(10, 17))), "names 7 canvas"),
+     (dict(canvas_position_factors=FACTORS, canvas_position_token_ids=[5, 5]), "a different token id"),
+     (dict(canvas_position_factors=FACTORS, canvas_position_token_ids=[-1]), "token ids >= 0")],
+)
+def test_config_rejects_position_words_it_cannot_embed(fields, message):
+    with pytest.raises(ValueError, match=message):
+        GlauberT5Config(backbone=T5Config(vocab_size=384).to_dict(), **fields)

@@ -676,7 +676,9 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
 @pytest.mark.parametrize(
     ("fields", "message"),
     [(dict(size=5), r"size must be a Sudoku side this project knows, one of \[4, 6, 9\], got 5"),
-     (dict(canvas_factors=True, kind="zebra"), "canvas_factors is defined for kind 'sudoku' only"),
+     (dict(augment=True, kind="zebra"), "augment is defined for kind 'sudoku' only"),
+     (dict(clue_positions=True, canvas_factors=True), "clue_positions needs kind 'zebra' and canvas_index=true"),
+     (dict(clue_positions=True, kind="zebra", canvas_index=True), "clue_positions needs canvas_factors"),
      (dict(prompt_positions=True, canvas_factors=True, canvas_index=True), "set canvas_index=false"),
      (dict(prompt_positions=True), "prompt_positions needs canvas_factors")],
 )
@@ -806,3 +808,23 @@ def test_stage1_loss_skips_decoder_padding_and_equals_the_one_forward_loss(sudok
     for name, param in model.named_parameters():
         if name in expected:
             torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-5)
+
+
+def test_zebra_clue_words_carry_the_embedding_of_the_cell_they_name():
+    ds, _ = data.build_zebra([(3, 3)], 8, 2, 0, workers=1, progress=False)
+    cfg = RecipeConfig(**{**TINY, "kind": "zebra"}, canvas_index=True, canvas_factors=True, clue_positions=True)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    assert model.config.canvas_position_factors == zebra.canvas_factors()
+    assert [t.num_embeddings for t in model.canvas_factor_embeddings] == [6, 6]
+    train = tokenized(ds["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("zebra"))
+    batch = PuzzleUL2Collator(model, legal, causal_fraction=0.5, infill_per_row=1, seed=0)([train[i] for i in range(8)])
+    words = [tok.convert_ids_to_tokens(row) for row in batch["input_ids"].tolist()]
+    named = 0
+    for row_words, positions, attention in zip(words, batch["canvas_positions"].tolist(), batch["attention_mask"]):
+        for word, position, seen in zip(row_words, positions, attention.tolist()):
+            if seen and word.startswith("@"):
+                assert position == int(word[1:])
+                named += 1
+    assert named > 8 * 36  # every clue entity and every suffix word, in both modes
