@@ -83,6 +83,9 @@ class RecipeConfig:
     canvas_factors: bool = False
     # Zebra: every clue word `@k` (canvas_index) gets the canvas embedding of cell k (`canvas_position_token_ids`)
     clue_positions: bool = False
+    # std of a normal initialisation of the canvas tables (0: zero, the library's default for converted backbones; a
+    # model trained from scratch has no behaviour to preserve, and random rows let attention tell peers apart at once)
+    canvas_init_std: float = 0.0
     given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
     infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
     # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
@@ -144,6 +147,8 @@ class RecipeConfig:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
             raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
+        if self.canvas_init_std < 0:
+            raise ValueError(f"canvas_init_std must be >= 0 (0: zero-initialised tables), got {self.canvas_init_std}")
         if self.curve_every < 0 or self.curve_puzzles < 1:
             raise ValueError(f"curve_every must be >= 0 (0: no learning curve) and curve_puzzles >= 1, got "
                              f"{self.curve_every} and {self.curve_puzzles}")
@@ -248,6 +253,12 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
                                    if cfg.clue_positions else None),
         infill_reads_prompt=cfg.infill_prompt,
     )
+    if cfg.canvas_init_std:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        tables = [model.canvas_position_embedding, model.canvas_factor_embeddings, model.canvas_given_embedding]
+        with torch.no_grad():
+            for parameter in (p for table in filter(None, tables) for p in table.parameters()):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * cfg.canvas_init_std)
     # the Zebra filler is always frozen, so free cells can only ever take real values
     model.restrict_canvas_vocabulary(tokenizer.convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size)))
     return model

@@ -828,3 +828,17 @@ def test_zebra_clue_words_carry_the_embedding_of_the_cell_they_name():
                 assert position == int(word[1:])
                 named += 1
     assert named > 8 * 36  # every clue entity and every suffix word, in both modes
+
+
+def test_canvas_tables_start_at_zero_or_random_as_the_recipe_says():
+    tok = build_tokenizer(RecipeConfig(**TINY))
+    zero = build_model(RecipeConfig(**TINY, **STRUCTURED), tok)
+    assert all(not p.any() for t in zero.canvas_factor_embeddings for p in t.parameters())
+    drawn = build_model(RecipeConfig(**TINY, **STRUCTURED, canvas_init_std=0.5), tok)
+    weights = torch.cat([t.weight.flatten() for t in drawn.canvas_factor_embeddings]
+                        + [drawn.canvas_given_embedding.weight.flatten()])
+    assert weights.std().item() == pytest.approx(0.5, rel=0.2)
+    again = build_model(RecipeConfig(**TINY, **STRUCTURED, canvas_init_std=0.5), tok)
+    assert torch.equal(again.canvas_factor_embeddings[0].weight, drawn.canvas_factor_embeddings[0].weight)
+    with pytest.raises(ValueError, match="canvas_init_std must be >= 0"):
+        RecipeConfig(**TINY, canvas_init_std=-1.0)
