@@ -259,7 +259,8 @@ def _renamed_flag(argv: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("program", ["python", "glauber"])
 def test_a_readme_command_with_a_renamed_flag_fails(program, capsys):
-    original = next(argv for argv in README_COMMANDS if argv[0] == program and any(a.startswith("--") for a in argv[2:]))
+    original = next(argv for argv in README_COMMANDS
+                    if argv[0] == program and any(arg.startswith("--") for arg in argv[2:]))
     check_command(original)
     with pytest.raises(CommandError):
         check_command(_renamed_flag(original))
