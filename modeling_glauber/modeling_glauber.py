@@ -985,7 +985,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             )
 
     def model_card(self, repo_id: str | None = None, tags: list[str] | None = None) -> str:
-        """A README.md for the checkpoint: Hub metadata, what it is, how to load it, how it was made."""
+        """A Hub README.md for the checkpoint: metadata block, what the model is, how to load and generate, the cost
+        model ((N+1)·L model calls for a canvas of L tokens) and the paper's citation."""
         c = self.config
         overhead = self.time_conditioning_overhead()
         card_tags = ["glauber-diffusion", "diffusion-lm", "text-diffusion", "custom_code"]
@@ -1000,31 +1001,54 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 ---
 # Glauber diffusion model ({c.backbone.model_type} backbone)
 
-A Glauber-dynamics diffusion language model (Kathuria & Kumar): a pretrained encoder-decoder whose CAUSAL-GEN mode
-drafts the canvas and whose MASK-INFILL mode, conditioned on diffusion time through AdaLN-Zero, resamples every
-position in fixed random orders for N rounds.
+A Glauber-dynamics diffusion language model: a pretrained encoder-decoder turned into the energy function of a
+discrete diffusion. One network has two modes. CAUSAL-GEN drafts the canvas x_T left to right; MASK-INFILL, told
+the diffusion time τ = t/T through AdaLN-Zero, then revisits every position k_t of N fixed random orders and
+resamples it given all the others (t = T … 1, T = N·L).
 
 - backbone: `{base_model or c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time
   conditioning {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
 - num_rounds N = {c.num_rounds}, mask_window w = {c.mask_window}, permutation_seed = {c.permutation_seed},
   causal order π_0 = {c.causal_order}
-- cost of one generation: (N+1)·L model calls for a canvas of L tokens
 
-## Loading
+## Loading and generating
+
+The code files in this repository are all that loading needs; both the model and the tokenizer take
+`trust_remote_code=True` (transformers 5 reads `config.json`, which names custom code, before the tokenizer files).
 
 ```python
 from transformers import AutoModel, AutoTokenizer
+
 model = AutoModel.from_pretrained("{name}", trust_remote_code=True)
-# transformers 5 reads config.json (custom code) before the tokenizer files: trust_remote_code=True keeps it from asking
 tok = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
 enc = tok(["The history of"], return_tensors="pt")
-out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, top_p=0.95, seed=0,
+out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, do_sample=True, top_p=0.95, seed=0,
                      return_dict_in_generate=True)
-print(tok.batch_decode(out.sequences, skip_special_tokens=True))
+print(tok.batch_decode(out.sequences, skip_special_tokens=True))        # refined text
+print(tok.batch_decode(out.draft_sequences, skip_special_tokens=True))  # the CAUSAL-GEN draft x_T
+print(out.num_model_calls)
 ```
 
-Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` for conversion, `GlauberTrainer`
-for training). The code files in this repository are all that loading needs.
+`num_rounds=0` returns the draft; `num_rounds` N' < N runs the last N' rounds. `canvas_ids` with `frozen_mask` fix
+positions that are never resampled (infilling); `mask_window` masks the next w − 1 positions of the order as well.
+
+## Cost
+
+A canvas of L tokens costs L model calls for the draft (KV-cached decoding, as an autoregressive sample) plus N·L
+MASK-INFILL calls for the refinement: (N+1)·L model calls in all, so N = 1 costs the calls of two autoregressive
+samples. `out.num_model_calls` reports the count (steps at positions frozen in every row are skipped).
+
+## Citation
+
+Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` converts a backbone,
+`GlauberTrainer` trains it). The method:
+
+```bibtex
+@misc{{kathuria_kumar_glauber,
+  title  = {{Leveraging Pretrained Language Models as Energy Functions for Glauber Dynamics Text Diffusion}},
+  author = {{Kathuria, Tarun and Kumar, Sachin}},
+}}
+```
 """
 
 

@@ -120,7 +120,7 @@ def readout_attention(
     Returns `share` (`[layers, heads]`) and `uniform`, the mean share of a head that attends evenly (1 / attended
     encoder positions). A model that reads a masked cell's encoder state through such a head has one well above
     `uniform`; where every head stays near or below it, the prediction is pooled from the other cells, which can tell
-    a row's one missing value but not what a clue says about the cell (`puzzles/EXPERIMENTS.md`, Zebra).
+    a row's one missing value but not what a clue says about the cell (`docs/puzzles.md`, Zebra).
     """
     legal = _legal_ids(tokenizer, rows)
     features = list(tokenized(Dataset.from_list(rows), tokenizer))

@@ -284,21 +284,55 @@ def save_checkpoint(model, tokenizer, out: str | Path) -> Path:
 
 PUZZLE_CARD = """---
 library_name: transformers
-tags: [glauber-diffusion, sudoku, zebra-puzzles, custom_code]
+pipeline_tag: text-generation
+tags: [glauber-diffusion, diffusion-lm, sudoku, zebra-puzzles, custom_code]
 ---
 # Glauber diffusion puzzle solver ({kind} {size})
 
-A GlauberT5 ({parameters:,} parameters, fp16 safetensors) trained from scratch by the `glauber-diffusion` library's
-puzzle recipe, with its word-level tokenizer, its code files and {puzzles} held-out puzzles (`test.jsonl`). It loads
-anywhere with `AutoModel.from_pretrained("<this folder>", trust_remote_code=True)`; solving a puzzle needs the
-library's prompt encoding of the givens, so evaluate with the library installed:
+A Glauber-dynamics diffusion model ({parameters:,} parameters, fp16 safetensors) trained from scratch by the
+`glauber-diffusion` library's puzzle recipe. The puzzle is the prompt, the solution grid is the canvas and the givens
+are frozen canvas cells. CAUSAL-GEN drafts the free cells in a fixed random order; MASK-INFILL, told the diffusion
+time τ = t/T, then revisits every cell of N fixed random orders and resamples it given the others. The folder holds
+the weights, the word-level tokenizer, the code files and {puzzles} held-out puzzles (`test.jsonl`).
+
+## Loading and solving
+
+The model and its tokenizer load anywhere with the code files of this folder:
 
 ```python
-from puzzles.recipe import load_model
-model, tokenizer = load_model("<this folder>")  # fp32
+from transformers import AutoModel, AutoTokenizer
+
+model = AutoModel.from_pretrained("<this folder>", trust_remote_code=True)
+tok = AutoTokenizer.from_pretrained("<this folder>", trust_remote_code=True)
 ```
 
-or `glauber puzzles eval --model <this folder> --data <this folder>/test.jsonl`.
+A puzzle's prompt is the library's encoding of its givens, so solving takes the library installed:
+
+```python
+from puzzles.recipe import glauber_predictions, load_model
+from puzzles.run import load_rows
+
+model, tokenizer = load_model("<this folder>")  # fp32
+rows = load_rows("<this folder>/test.jsonl")
+grids, calls = glauber_predictions(model, tokenizer, rows, num_rounds=3)  # greedy; num_rounds=0: the draft
+```
+
+or, with solved rates, Wilson intervals and a plot, `glauber puzzles eval --model <this folder> --data <this
+folder>/test.jsonl`.
+
+## Cost
+
+A canvas of L cells costs L model calls for the draft plus N·L MASK-INFILL calls for N rounds of refinement:
+(N+1)·L model calls in all. Steps at cells frozen in every row of a batch (the givens) are skipped and not counted.
+
+## Citation
+
+```bibtex
+@misc{{kathuria_kumar_glauber,
+  title  = {{Leveraging Pretrained Language Models as Energy Functions for Glauber Dynamics Text Diffusion}},
+  author = {{Kathuria, Tarun and Kumar, Sachin}},
+}}
+```
 """
 
 

@@ -593,7 +593,7 @@ def answer_as_clues(puzzle: ZebraPuzzle, seed: int) -> ZebraPuzzle:
     """The same answer, its clues replaced by one ``= LHS c r v RHS n 0 h`` per attribute entity (its house) in a
     random order drawn from ``(seed, puzzle.index)``: a puzzle solved by finding, for each cell, the clue that names
     it, with no deduction. A model and recipe that cannot learn this cannot read Zebra clues at all
-    (`puzzles/EXPERIMENTS.md`: the lookup screen)."""
+    (`docs/puzzles.md`: the lookup screen)."""
     n, m = puzzle.houses, puzzle.attributes
     clues = [Clue("=", ((r, v),), ((0, h),)) for r in range(1, m + 1) for h, v in enumerate(puzzle.table[r])]
     order = np.random.default_rng([seed, n, m, puzzle.index, 1]).permutation(len(clues))

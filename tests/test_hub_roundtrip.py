@@ -130,6 +130,36 @@ def test_model_card_describes_the_checkpoint(tokenizer, tmp_path):
     assert "trust_remote_code=True" in card and "num_rounds N = 3" in card and "(N+1)·L" in card
 
 
+def test_model_card_is_a_hub_card_with_usage_cost_and_citation(tokenizer, tmp_path):
+    make_glauber("t5", tokenizer, num_rounds=2).save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    _, metadata, body = card.split("---\n", 2)
+    assert card.startswith("---\n") and "library_name: transformers" in metadata
+    assert "pipeline_tag: text-generation" in metadata and "- custom_code" in metadata
+    # loading: model and tokenizer both with trust_remote_code, then a generate call with this checkpoint's N
+    assert 'AutoModel.from_pretrained("<this folder or repo>", trust_remote_code=True)' in body
+    assert 'AutoTokenizer.from_pretrained("<this folder or repo>", trust_remote_code=True)' in body
+    assert "model.generate(**enc, max_new_tokens=64, num_rounds=2," in body
+    # cost model: L draft calls + N·L refinement calls
+    assert "## Cost" in body and "L model calls for the draft" in body and "N·L" in body and "(N+1)·L" in body
+    # the paper's citation as a BibTeX entry
+    citation = body.split("## Citation", 1)[1]
+    assert "@misc{" in citation and "Kathuria, Tarun and Kumar, Sachin" in citation
+    assert "Leveraging Pretrained Language Models as Energy Functions for Glauber Dynamics Text Diffusion" in citation
+
+
+def test_model_card_generation_snippet_runs_against_the_saved_checkpoint(tokenizer, tmp_path):
+    """The card's Python block is real code: with the folder name filled in it loads and generates."""
+    make_glauber("t5", tokenizer, num_rounds=1).save_pretrained(tmp_path, tokenizer=tokenizer)
+    card = (tmp_path / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0].replace("<this folder or repo>", str(tmp_path))
+    snippet = snippet.replace("max_new_tokens=64", "max_new_tokens=4")
+    printed = []
+    exec(compile(snippet, "model-card", "exec"), {"print": printed.append})
+    assert printed[-1] == 2 * 4  # (N+1)·L model calls for N = 1, L = 4
+    assert len(printed[0]) == len(printed[1]) == 1
+
+
 def test_checkpoint_code_imports_only_its_siblings():
     package = os.path.dirname(modeling_glauber.__file__)
     for name in os.listdir(package):

@@ -17,7 +17,7 @@ SHARDED_PARAMETERS_UNSUPPORTED = (
     "sharded parameters are replaced and split when the model is wrapped, so the reference would silently stop "
     "following training; use DDP or DeepSpeed ZeRO-1/2 (which shard only gradients and optimiser states), or LoRA "
     "with lora_reference='adapter' for a model whose full training state does not fit one device (per-GPU memory "
-    "of T5-Gemma sizes: trainers/README.md, 'Which model sizes fit')"
+    "of T5-Gemma sizes: docs/training.md, 'Which model sizes fit')"
 )
 
 
@@ -42,7 +42,7 @@ class GlauberTrainingArguments(TrainingArguments):
         reference_update_steps: optimiser steps between refreshes of the frozen reference.
         reference_ema_decay: β of the refresh `ref ← β·ref + (1-β)·θ`; 0 is the hard copy of algorithm 1. The
             reference lags the model by `reference_update_steps / (1 - β)` optimiser steps (the EMA's time
-            constant); the defaults (10, 0.99) give 1,000, so it tracks within a run (trainers/README.md).
+            constant); the defaults (10, 0.99) give 1,000, so it tracks within a run (docs/training.md).
         score_parametrization: "normalized" (ℓ = log-softmax: cross-entropy) or "unnormalized" (raw-logit score entropy).
         causal_loss_weight: weight of the CAUSAL-GEN (τ = 1) next-token loss added to the DWDSE loss; 0 leaves the
             draft as it is (e.g. fitted by a UL2 stage).

@@ -392,6 +392,26 @@ def test_fp16_asset_round_trip(tiny, sudoku4, tmp_path):
     assert {"configuration_glauber.py", "modeling_glauber.py"} <= {p.name for p in out.glob("*.py")}
 
 
+def test_puzzle_card_is_a_hub_card_whose_solving_snippet_runs(tiny, sudoku4, tmp_path):
+    _, tok, model, _ = tiny
+    rows = list(sudoku4["test"])[:3]
+    out = save_demo_asset(model, tok, rows, tmp_path / "asset")
+    card = (out / "README.md").read_text()
+    _, metadata, body = card.split("---\n", 2)
+    assert "library_name: transformers" in metadata and "custom_code" in metadata
+    assert "# Glauber diffusion puzzle solver (sudoku 4x4)" in body and "3 held-out puzzles" in body
+    assert 'AutoModel.from_pretrained("<this folder>", trust_remote_code=True)' in body
+    assert 'AutoTokenizer.from_pretrained("<this folder>", trust_remote_code=True)' in body
+    assert "## Cost" in body and "L model calls for the draft plus N·L" in body and "(N+1)·L" in body
+    assert "Kathuria, Tarun and Kumar, Sachin" in body.split("## Citation", 1)[1]
+    # the solving block is real code: with the folder filled in it returns one grid per held-out puzzle
+    solving = body.split("```python\n")[2].split("```", 1)[0].replace("<this folder>", str(out))
+    scope = {}
+    exec(compile(solving, "puzzle-card", "exec"), scope)
+    assert len(scope["grids"]) == len(rows) and all(len(g) == 16 for g in scope["grids"])
+    assert 0 < scope["calls"] <= 4 * 16  # (N+1)·L for N = 3, L = 16, minus steps frozen in every row
+
+
 def test_shipped_demo_checkpoint_beats_its_draft(tmp_path):
     model, tok = load_model(ASSET)
     assert next(model.parameters()).dtype == torch.float32

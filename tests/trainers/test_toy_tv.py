@@ -64,7 +64,7 @@ def test_trained_toy_reproduces_the_law_and_more_rounds_are_no_worse(tmp_path):
     # DESIGN §5 measured: the draft must start the reverse chain at p_T, so the causal loss targets the chain's x_T
     # (with causal_loss_target="data", N=1 and 600 steps gave TV = 0.102 although the draft alone was at 0.027).
     # measured (shared 2-core CPU, one thread as in this suite): N=1, 800 steps of batch 32 at lr 2e-3: TV 0.032 (400
-    # steps at lr 1e-3: 0.056, 0.035 on an earlier machine's kernels; 400 of batch 64 at 3e-3: 0.053; 400 of batch
+    # steps at lr 1e-3: 0.056, 0.035 with other CPU kernels; 400 of batch 64 at 3e-3: 0.053; 400 of batch
     # 128 at 3e-3: 0.041; 600 of batch 64 at 3e-3: 0.060, within the ≈0.016 Monte-Carlo spread of the estimate);
     # N=3, 400 steps of batch 64 at lr 3e-3: TV 0.028 (draft TV 0.99: after 9 reference steps the chain has left the
     # data's support, and the 9 reverse steps bring it back). N=3 with 1000 steps of batch 32 at lr 2e-3 reached 0.048
