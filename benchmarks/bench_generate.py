@@ -1,10 +1,14 @@
-"""Glauber generate() with N = 1 against the backbone's own autoregressive generate() (KV cache).
+"""Glauber generate() (N = 1, update_block m) against the backbone's own autoregressive generate() (KV cache).
 
-Same backbone weights, prompt, canvas length L and batch, measured in one run. Prints model calls, wall time,
-time per call and the ratio Glauber / autoregressive (target for later work: ≤ 2.0).
+Same backbone weights, prompt, canvas length L and batch, all measured in one run; the autoregressive sampler is the
+baseline. Prints per method: model calls, seconds per generate (best of `--repeats`, wall clock; on the CPU also the
+process's CPU time, which a busy machine disturbs less), milliseconds per call, FLOPs per sample (counted by
+torch's FlopCounterMode: matmuls and attention, the bulk of the work) and the ratio to the autoregressive sampler.
+m = 1 is the exact sampler; m > 1 updates m positions per call (parallel Glauber, not exact).
 
-    python benchmarks/bench_generate.py                     # tiny and T5-small-shaped (~60M) random models, L = 128
-    python benchmarks/bench_generate.py --shapes tiny --length 64 --batch 4
+    python benchmarks/bench_generate.py                           # tiny and T5-small-shaped (~60M) models, L = 128
+    python benchmarks/bench_generate.py --shapes t5-small --update-blocks 1,2,4,8 --threads 1
+    python benchmarks/bench_generate.py --device cuda --batch 8
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import copy
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import T5Config, T5ForConditionalGeneration
 
 from modeling_glauber import GlauberT5ForDiffusion
@@ -24,40 +29,63 @@ SHAPES = {
 }
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
+def timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Best-of-`repeats` (wall seconds, CPU seconds) of `fn()`."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
-def bench(shape: str, length: int, batch: int, prompt_length: int, repeats: int) -> dict:
+def flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def bench(shape: str, length: int, batch: int, prompt_length: int, repeats: int, blocks: list[int],
+          device: torch.device) -> list[dict]:
     torch.manual_seed(0)
     config = T5Config(decoder_start_token_id=0, **SHAPES[shape])
     backbone = T5ForConditionalGeneration(config).eval()
-    autoregressive = copy.deepcopy(backbone)
-    model = GlauberT5ForDiffusion.from_backbone(backbone, num_rounds=1).eval()
-    prompt = torch.randint(3, config.vocab_size - 200, (batch, prompt_length))
-
-    def run_glauber():
-        return model.generate(input_ids=prompt, max_new_tokens=length, num_rounds=1, seed=0,
-                              return_dict_in_generate=True)
+    autoregressive = copy.deepcopy(backbone).to(device)
+    model = GlauberT5ForDiffusion.from_backbone(backbone, num_rounds=1, mask_window=1).eval().to(device)
+    prompt = torch.randint(3, config.vocab_size - 200, (batch, prompt_length), device=device)
+    params = sum(p.numel() for p in autoregressive.parameters())
 
     def run_autoregressive():
         with torch.no_grad():
             return autoregressive.generate(input_ids=prompt, max_new_tokens=length, min_new_tokens=length,
                                            do_sample=True, top_k=0)
 
-    calls = run_glauber().num_model_calls
-    run_autoregressive()
-    glauber_s = best_of(repeats, run_glauber)
-    ar_s = best_of(repeats, run_autoregressive)
-    params = sum(p.numel() for p in autoregressive.parameters())
-    return dict(shape=shape, params=params, L=length, batch=batch, glauber_calls=calls, ar_calls=length,
-                glauber_s=glauber_s, ar_s=ar_s, glauber_ms_per_call=1000 * glauber_s / calls,
-                ar_ms_per_call=1000 * ar_s / length, ratio=glauber_s / ar_s)
+    methods = [("autoregressive", length, run_autoregressive)]
+    for m in blocks:
+        def run(m=m):
+            return model.generate(input_ids=prompt, max_new_tokens=length, num_rounds=1, update_block=m, seed=0,
+                                  return_dict_in_generate=True)
+
+        methods.append((f"glauber m={m}", run().num_model_calls, run))
+    rows = []
+    for name, calls, fn in methods:
+        fn()  # warm-up
+        wall, cpu = timed(fn, repeats, device)
+        rows.append(dict(shape=shape, params=params, L=length, batch=batch, method=name, calls=calls, wall=wall,
+                         cpu=cpu, flops_per_sample=flops(fn) / batch))
+    baseline = rows[0]
+    for r in rows:
+        r["ms_per_call"] = 1000 * r["wall"] / r["calls"]
+        r["ratio"] = r["wall"] / baseline["wall"]
+        r["cpu_ratio"] = r["cpu"] / baseline["cpu"]
+        r["flops_ratio"] = r["flops_per_sample"] / baseline["flops_per_sample"]
+    return rows
 
 
 def main() -> None:
@@ -68,16 +96,25 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--update-blocks", default="1,2,4,8", help="the m of each Glauber row (1: exact)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
     torch.set_num_threads(args.threads)
-    rows = [bench(s, args.length, args.batch, args.prompt_length, args.repeats) for s in args.shapes.split(",")]
-    header = "| backbone | params | L | batch | Glauber calls | AR calls | Glauber s | AR s | Glauber ms/call | AR ms/call | ratio |"
+    blocks = [int(m) for m in args.update_blocks.split(",")]
+    rows = [r for s in args.shapes.split(",") for r in bench(s, args.length, args.batch, args.prompt_length,
+                                                              args.repeats, blocks, device)]
+    print(f"device={device} threads={torch.get_num_threads()} prompt={args.prompt_length} repeats={args.repeats}")
+    header = ("| backbone | params | L | batch | method | calls | wall s | CPU s | ms/call | GFLOPs/sample | "
+              "ratio (wall) | ratio (CPU) | ratio (FLOPs) |")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for r in rows:
-        print(f"| {r['shape']} | {r['params'] / 1e6:.1f}M | {r['L']} | {r['batch']} | {r['glauber_calls']} | "
-              f"{r['ar_calls']} | {r['glauber_s']:.2f} | {r['ar_s']:.2f} | {r['glauber_ms_per_call']:.1f} | "
-              f"{r['ar_ms_per_call']:.1f} | {r['ratio']:.2f} |")
+        print(f"| {r['shape']} | {r['params'] / 1e6:.1f}M | {r['L']} | {r['batch']} | {r['method']} | {r['calls']} | "
+              f"{r['wall']:.2f} | {r['cpu']:.2f} | {r['ms_per_call']:.1f} | {r['flops_per_sample'] / 1e9:.2f} | "
+              f"{r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['flops_ratio']:.1f} |")
 
 
 if __name__ == "__main__":

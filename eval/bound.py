@@ -169,22 +169,27 @@ class ExactToy:
     bound: float
 
 
-def _step_kernels(model, prefix, states, steps, windows, valid, tau) -> list[torch.Tensor]:
-    """`[n, n]` matrix per step t: [i, j] = p(state j | state i) when position k_t is resampled from state i
-    (masking window `windows[t-1]`, time `tau(t)`); zero unless i and j agree off k_t."""
+def _block_kernels(model, prefix, states, blocks, mask_window, tau) -> list[torch.Tensor]:
+    """`[n, n]` matrix per update block (`GlauberSchedule.update_blocks`): [i, j] = p(state j | state i) when the
+    block's positions are resampled from state i in one call (`block_window(steps, mask_window)`, time
+    `tau(steps[0])`), each from its own slot independently; zero unless i and j agree off the block. A block of one
+    step is that step's single-site kernel."""
     n, length = states.shape
-    positions = model.schedule(length).positions
-    same_elsewhere = [
-        ((states.unsqueeze(1) == states.unsqueeze(0)) | (torch.arange(length) == k).view(1, 1, -1)).all(dim=2)
-        for k in range(length)
-    ]
+    schedule = model.schedule(length)
     rows = torch.zeros(n, dtype=torch.long, device=states.device)
     kernels = []
-    for t in range(1, steps + 1):
-        k = int(positions[t - 1])
-        logits = model.infill_logits(prefix.select(rows), states, windows[t - 1], valid[t - 1], tau(t))
-        probs = logits.double().softmax(dim=-1)[:, states[:, k]]  # [i, j] = p(x[k] = state_j[k] | state_i)
-        kernels.append(probs * same_elsewhere[k])
+    for steps in blocks:
+        window, valid = (t.to(states.device) for t in schedule.block_window(steps, mask_window))
+        with model.memoized_modulation():
+            logits = model.infill_block_logits(prefix.select(rows), states, window, valid, tau(steps[0]), len(steps))
+        probs = logits.double().softmax(dim=-1)
+        moved = torch.zeros(length, dtype=torch.bool, device=states.device)
+        moved[window[: len(steps)]] = True
+        kernel = ((states.unsqueeze(1) == states.unsqueeze(0)) | moved).all(dim=2).double()
+        for j in range(len(steps)):
+            k = window[j]
+            kernel = kernel * probs[:, j][:, states[:, k]]  # [i, y] = p_j(x[k] = y[k] | state_i)
+        kernels.append(kernel)
     return kernels
 
 
@@ -199,34 +204,37 @@ class ToyLaws:
     generated: torch.Tensor
 
 
-def _toy_reverse(model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None, device):
-    """(states, causal law, reverse kernels R_1 … R_S) of the generative process on an enumerable toy."""
+def _toy_reverse(model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None, device,
+                 update_block: int = 1):
+    """(states, causal law, reverse kernels R_1 … R_S, one per update block, in the order `generate` applies them
+    reversed) of the generative process on an enumerable toy."""
     num_rounds, mask_window = model.resolve_rounds_and_window(num_rounds, None, length)
     states = torch.tensor(list(itertools.product(content_ids, repeat=length)), device=device)
     n = states.shape[0]
     schedule = model.schedule(length)
-    windows, valid = schedule.window(mask_window)
     causal = torch.exp(-causal_nll(model, prefix.select(torch.zeros(n, dtype=torch.long)), states))
     if abs(float(causal.sum()) - 1.0) > 1e-5:
         raise ValueError("the content tokens do not carry all of the causal mass: suppress every other token")
-    reverse = _step_kernels(model, prefix, states, num_rounds * length, windows, valid,
-                            lambda t: torch.tensor([t / schedule.total_steps]))
+    blocks = schedule.update_blocks(num_rounds, update_block, [True] * schedule.total_steps)
+    reverse = _block_kernels(model, prefix, states, blocks[::-1], mask_window,
+                             lambda t: torch.tensor([t / schedule.total_steps]))
     return states, causal, reverse
 
 
 def _forward_kernels(reference, prefix: GlauberPrefix, states: torch.Tensor, steps: int) -> list[torch.Tensor]:
     """Heat-bath kernels Q_1 … Q_S of the noising chain (DESIGN §4: MASK-INFILL at τ = 1, window 1)."""
-    single = reference.schedule(states.shape[1]).positions.view(-1, 1)
-    return _step_kernels(reference, prefix, states, steps, single, torch.ones_like(single, dtype=torch.bool),
-                         lambda t: torch.ones(1))
+    return _block_kernels(reference, prefix, states, [[t] for t in range(1, steps + 1)], 1, lambda t: torch.ones(1))
 
 
 @torch.no_grad()
 def exact_toy_laws(
-    model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None = None
+    model, prefix: GlauberPrefix, length: int, content_ids: list[int], num_rounds: int | None = None,
+    update_block: int = 1,
 ) -> ToyLaws:
-    """Exact draft and generated laws of `model` over all |C|^L canvases (every other token must be suppressed)."""
-    states, causal, reverse = _toy_reverse(model, prefix, length, content_ids, num_rounds, prefix.infill_ids.device)
+    """Exact draft and generated laws of `model` over all |C|^L canvases (every other token must be suppressed);
+    `update_block` m > 1: the law of `generate(..., update_block=m)` (parallel Glauber, not exact)."""
+    states, causal, reverse = _toy_reverse(model, prefix, length, content_ids, num_rounds, prefix.infill_ids.device,
+                                           update_block)
     generated = causal.clone()
     for kernel in reversed(reverse):
         generated = generated @ kernel

@@ -11,6 +11,10 @@ enumeration (`eval.bound.exact_toy_laws`), with no sampling error:
 
     python examples/toy_tv.py --steps 400 --num_rounds 1
     python examples/toy_tv.py --settings "old defaults" "new defaults"
+
+`--update_blocks 1 2 4` adds the refined TV of parallel Glauber (`generate(..., update_block=m)`, DESIGN §8) for
+every m and every number of rounds N' ≤ N, with the refinement calls each costs, so that m > 1 can be compared with
+m = 1 at equal calls (e.g. m = 2 over N' = 2 rounds against m = 1 over N' = 1).
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
     return 0.5 * float((p - q).abs().sum())
 
 
-def measure(setting: dict, num_rounds: int, steps: int, batch: int, lr: float, seed: int) -> dict:
+def measure(setting: dict, num_rounds: int, steps: int, batch: int, lr: float, seed: int,
+            update_blocks: tuple[int, ...] = ()) -> dict:
     model = toy_model(num_rounds, seed)
     length = len(next(iter(LAW)))
     with tempfile.TemporaryDirectory() as out:
@@ -86,9 +91,15 @@ def measure(setting: dict, num_rounds: int, steps: int, batch: int, lr: float, s
                         dtype=torch.float64)
     with trainer.reference.kernel() as reference:
         p_T = exact_forward_marginal(reference, prefix, laws.states, data)
+    parallel = []
+    for m in update_blocks:
+        for rounds in range(1, num_rounds + 1):
+            generated = exact_toy_laws(model, prefix, length, CONTENT, num_rounds=rounds, update_block=m).generated
+            parallel.append({"update_block": m, "rounds": rounds, "refine_calls": rounds * -(-length // m),
+                             "refined_tv": total_variation(generated, data)})
     return {"draft_tv": total_variation(laws.draft, data), "refined_tv": total_variation(laws.generated, data),
             "draft_vs_p_T": total_variation(laws.draft, p_T), "p_T_tv": total_variation(p_T, data),
-            "train_seconds": round(seconds, 1)}
+            "train_seconds": round(seconds, 1), "parallel": parallel}
 
 
 def main() -> None:
@@ -99,6 +110,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--update_blocks", type=int, nargs="*", default=[],
+                        help="also the refined TV of update_block m for each m, at every N' <= N rounds")
     parser.add_argument("--out", default=None, help="write the table as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -106,10 +119,16 @@ def main() -> None:
     print(f"N = {args.num_rounds}, {args.steps} steps of batch {args.batch}, lr {args.lr}, seed {args.seed}")
     print("| setting | draft TV | refined TV | draft vs p_T | p_T vs data | train s |\n|---|---|---|---|---|---|")
     for name in args.settings:
-        row = measure(SETTINGS[name], args.num_rounds, args.steps, args.batch, args.lr, args.seed)
+        row = measure(SETTINGS[name], args.num_rounds, args.steps, args.batch, args.lr, args.seed,
+                      tuple(args.update_blocks))
         results[name] = row
         print(f"| {name} | {row['draft_tv']:.3f} | {row['refined_tv']:.3f} | {row['draft_vs_p_T']:.3f} | "
               f"{row['p_T_tv']:.3f} | {row['train_seconds']} |", flush=True)
+    if args.update_blocks:
+        print("\n| setting | update_block m | rounds N' | refinement calls | refined TV |\n|---|---|---|---|---|")
+        for name, row in results.items():
+            for r in row["parallel"]:
+                print(f"| {name} | {r['update_block']} | {r['rounds']} | {r['refine_calls']} | {r['refined_tv']:.3f} |")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         staged = args.out + ".partial"

@@ -209,9 +209,15 @@ def infill_canvas_given(prefix: GlauberPrefix, length: int) -> torch.Tensor | No
     return torch.cat([head, prefix.given, eos], dim=1)
 
 
-def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: int, device: torch.device) -> torch.Tensor:
-    """MASK-INFILL decoder input `[decoder_start, <extra_id_0>]`."""
-    return torch.tensor([[decoder_start_id, sentinel_0]], dtype=torch.long, device=device).expand(batch_size, -1)
+def infill_decoder_inputs(
+    batch_size: int, decoder_start_id: int, sentinels: int | list[int], device: torch.device
+) -> torch.Tensor:
+    """MASK-INFILL decoder input `[decoder_start, <extra_id_0>]` (`sentinels` an id): `[B, 2]`. With a list of the
+    first m sentinel ids (parallel updates), one row `[decoder_start, <extra_id_j>]` per row b and slot j, in the
+    order (b, j): `[B·m, 2]`."""
+    ids = [sentinels] if isinstance(sentinels, int) else list(sentinels)
+    rows = torch.tensor([[decoder_start_id, s] for s in ids], dtype=torch.long, device=device)
+    return rows.repeat(batch_size, 1) if len(ids) > 1 else rows.expand(batch_size, -1)
 
 
 def infill_span_targets(

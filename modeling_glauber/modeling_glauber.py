@@ -23,6 +23,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
+from .cross_attention import enable_folded_cross_attention
 from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
@@ -35,13 +36,14 @@ from .infill import (
     infill_encoder_width,
     prefix_canvas_positions,
 )
-from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
+from .sampling import STREAM_DRAFT, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
 from .time_conditioning import (
     GlauberTimeConditioning,
     ModulationState,
     attach_time_conditioning,
     checkpoint_with_modulation,
+    memoizing_modulation,
 )
 
 logger = logging.get_logger(__name__)
@@ -71,8 +73,9 @@ class GlauberGenerateOutput(ModelOutput):
 
     sequences: `[B, L]` the canvas after the reverse Glauber rounds (positions in natural order).
     draft_sequences: `[B, L]` the CAUSAL-GEN draft x_T.
-    num_model_calls: batched network invocations: L for the draft plus one per refinement step that was not frozen
-        for every row ((N+1)·L without frozen positions).
+    num_model_calls: batched network invocations: L for the draft plus one per refinement call ((N+1)·L without
+        frozen positions; with `update_block` m, one call per block of up to m steps of a round whose position is
+        not frozen in every row, its decoder running m rows per canvas).
     trajectory: optional `[N+1, B, L]`: the draft, then the canvas after each round (n = N … 1).
     """
 
@@ -143,6 +146,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         self.backbone = backbone
         self._modulation_state = ModulationState()
         norm_dims = attach_time_conditioning(self.backbone, self._modulation_state)
+        enable_folded_cross_attention(self.backbone)
         self.time_conditioning = GlauberTimeConditioning(
             norm_dims, config.time_frequency_dim, config.time_embedding_dim
         )
@@ -249,7 +253,17 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 
     def modulation(self, timesteps: torch.Tensor):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
-        return self._modulation_state.use(self.time_conditioning(timesteps))
+        return self._modulation_state.use(self._modulation_state.modulation_for(timesteps, self.time_conditioning))
+
+    def prefill_modulation(self, timesteps: torch.Tensor) -> None:
+        """Inside `memoized_modulation`: compute the modulation of every τ in `timesteps` `[n]` at once (no-op
+        outside)."""
+        self._modulation_state.prefill(timesteps, self.time_conditioning)
+
+    def memoized_modulation(self, store: dict | None = None):
+        """Context manager for no-grad callers whose weights stay fixed inside it (`generate`, a noising chain): the
+        time MLP runs once per distinct τ; `store` (e.g. a reference's, cleared at each refresh) may outlive it."""
+        return self._modulation_state.memoized(store)
 
     @property
     def has_canvas_embedding(self) -> bool:
@@ -553,11 +567,71 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         `window_positions`/`window_valid` are `[B, w]` or `[w]` (shared by every row); slot 0 is the predicted
         position k. `timesteps` is τ per row or a scalar.
         """
+        return self.infill_block_logits(prefix, canvas, window_positions, window_valid, timesteps)[:, 0]
+
+    def infill_block_logits(
+        self,
+        prefix: GlauberPrefix,
+        canvas: torch.Tensor,
+        window_positions: torch.Tensor,
+        window_valid: torch.Tensor,
+        timesteps: torch.Tensor | float,
+        num_predicted: int = 1,
+    ) -> torch.Tensor:
+        r"""
+        MASK-INFILL of the first `num_predicted` = m window slots from one encoder pass: `[B, m, V]` logits (content
+        tokens only). Slot j's decoder row is `[decoder_start, <extra_id_j>]` over the shared encoder output, so
+        slot 0 is `infill_logits`; each slot is predicted given the others masked, which is not their joint law
+        (parallel Glauber, DESIGN §8). The LM head runs on the predicted decoder position only.
+        """
+        width = window_positions.shape[-1]
+        if isinstance(num_predicted, bool) or not isinstance(num_predicted, int) or not 1 <= num_predicted <= width:
+            raise ValueError(
+                f"num_predicted must be an integer in [1, {width}] (the window's slots), got {num_predicted!r}"
+            )
         inputs = self.infill_inputs(prefix, canvas, window_positions, window_valid, timesteps)
-        return self.content_logits(self(**inputs, use_cache=False).logits[:, -1])
+        batch, mask = canvas.shape[0], inputs["attention_mask"]
+        tau = self._timesteps(inputs["timesteps"], batch, canvas.device)
+        encoder = self.backbone.get_encoder()
+        if "canvas_positions" in inputs:
+            encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
+                encoder.embed_tokens, inputs["input_ids"], inputs["canvas_positions"], "canvas_positions",
+                inputs.get("canvas_given"),
+            )}
+        else:
+            encoder_inputs = {"input_ids": inputs["input_ids"]}
+        decoder_ids = infill_decoder_inputs(
+            batch, self.config.decoder_start_id, self.config.sentinel_token_ids[:num_predicted], canvas.device
+        )
+        with self.modulation(tau):
+            hidden = encoder(attention_mask=mask, **encoder_inputs).last_hidden_state
+            modulation = self._modulation_state.current
+        if num_predicted > 1:  # decoder row b·m + j reads row b's encoder output
+            hidden, mask = hidden.repeat_interleave(num_predicted, 0), mask.repeat_interleave(num_predicted, 0)
+            if modulation.shape[0] > 1:
+                modulation = modulation.repeat_interleave(num_predicted, 0)
+        with self._modulation_state.use(modulation):
+            decoded = self.backbone.get_decoder()(
+                input_ids=decoder_ids, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=False
+            ).last_hidden_state
+        logits = self._lm_head(decoded[:, -1:])
+        return self.content_logits(logits.view(batch, num_predicted, -1))
+
+    def _lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The backbone's output layer on decoder states, as the backbone's own forward applies it (T5's output
+        scaling, T5-Gemma's final soft-capping)."""
+        backbone = self.backbone
+        if getattr(backbone.config, "scale_decoder_outputs", False):
+            hidden = hidden * (backbone.model_dim**-0.5)
+        logits = backbone.lm_head(hidden)
+        cap = getattr(backbone.get_decoder().config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     # ----------------------------------------------------------------------------------------------- generation
     @torch.no_grad()
+    @memoizing_modulation
     def generate(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -569,6 +643,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         frozen_mask: torch.Tensor | None = None,
         num_rounds: int | None = None,
         mask_window: int | None = None,
+        update_block: int = 1,
         do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
@@ -586,7 +661,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
     ) -> torch.LongTensor | GlauberGenerateOutput:
         r"""
         The reverse Glauber process (DESIGN §5): x_T ~ CAUSAL-GEN(P), then for t = T' … 1 resample x[k_t] by
-        MASK-INFILL at τ = t/T. Costs (N+1)·L batched model calls; frozen positions are never resampled.
+        MASK-INFILL at τ = t/T (`glauber_refine`). Costs (N+1)·L batched model calls; frozen positions are never
+        resampled.
 
         Args:
             input_ids, attention_mask: the prompts P (encoder-side prefix; any padding side; may be None).
@@ -596,6 +672,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             num_rounds: N' ≤ config.num_rounds; the last N' rounds of the training schedule run, starting from the
                 draft (time is still normalised by T = config.num_rounds·L). 0 returns the draft.
             mask_window: w (default: the config's).
+            update_block: m, positions of the schedule updated per model call (parallel Glauber, DESIGN §8): one
+                encoder pass masks the next m positions of a round (and the mask window beyond) and the decoder
+                predicts each of them in its own row, sampled independently. m = 1 is the exact single-site sampler;
+                m > 1 is not exact (each position is drawn given the other m - 1 masked, not from their joint) and
+                costs L + ⌈N'·L / m⌉ calls (per round, fewer with frozen positions).
             do_sample, temperature, top_k, top_p: sampling of both modes (greedy when do_sample is False);
                 `draft_sampling` / `refine_sampling` override fields for one mode.
             seed: int (row i uses seed + i), one per row, or None (drawn from torch's global generator). A row's
@@ -662,13 +743,22 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 f"the backbone's maximum sequence length {limit}"
             )
         seeds = resolve_seeds(seed, batch, self.device)
+        if isinstance(update_block, bool) or not isinstance(update_block, int) or update_block < 1:
+            raise ValueError(
+                f"update_block must be an integer >= 1 (positions updated per model call), got {update_block!r}"
+            )
+        masked = min(update_block, length) + mask_window - 1
+        if masked > len(self.sentinel_ids):
+            raise ValueError(
+                f"update_block={update_block} with mask_window={mask_window} masks up to {masked} positions per call, "
+                f"one sentinel each, but the config has {len(self.sentinel_ids)} sentinel_token_ids; lower either"
+            )
         schedule = self.schedule(length)
-        last_step = num_rounds * length
-        positions = schedule.positions[:last_step].to(self.device)
-        windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
+        positions = schedule.positions[: num_rounds * length].to(self.device)
         # steps whose position is frozen in every row need no model call (decided on the host, once)
         movable = (~frozen.all(dim=0)[positions]).tolist()
-        num_model_calls = length + sum(movable)
+        blocks = schedule.update_blocks(num_rounds, update_block, movable)
+        num_model_calls = length + len(blocks)
 
         bar = None
         if progress:
@@ -678,19 +768,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
         sequences = draft.clone()
         trajectory = [draft.clone()] if output_trajectory else None
-        for t in range(last_step, 0, -1):
-            if movable[t - 1]:
-                k = positions[t - 1]
-                window_valid = valid[t - 1].unsqueeze(0) & ~frozen[:, windows[t - 1]]
-                tau = schedule.tau(t).to(self.device).view(1)
-                logits = self.infill_logits(prefix, sequences, windows[t - 1], window_valid, tau)
-                sampled = sample_tokens(logits, refine_params, seeds, STREAM_REFINE, t)
-                sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
-                if bar is not None:
-                    bar.update(1)
-            # a round ends at its step t = (n-1)·L + 1, whether or not that step ran
-            if output_trajectory and (t - 1) % length == 0:
-                trajectory.append(sequences.clone())
+        self.glauber_refine(
+            prefix, sequences, frozen, blocks, num_rounds, mask_window, refine_params, seeds, trajectory, bar
+        )
         if bar is not None:
             bar.close()
         if not return_dict_in_generate:

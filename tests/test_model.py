@@ -286,13 +286,13 @@ def test_trajectory_holds_the_canvas_after_each_round_when_a_round_ends_on_a_fro
     frozen = torch.zeros((1, length), dtype=torch.bool)
     frozen[0, positions[length]] = True  # k_{L+1}: the last step of the reverse pass's first round
     seen = []
-    infill = model.infill_logits
+    infill = model.infill_block_logits
 
     def recording(prefix, canvas, *args):
         seen.append(canvas.clone())
         return infill(prefix, canvas, *args)
 
-    model.infill_logits = recording
+    model.infill_block_logits = recording
     out = model.generate(
         canvas_ids=torch.full((1, length), 100), frozen_mask=frozen, seed=0, return_dict_in_generate=True,
         output_trajectory=True,

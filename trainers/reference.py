@@ -43,6 +43,14 @@ class GlauberReference:
     def __init__(self):
         # name → float32 EMA accumulator of a low-precision reference tensor (its saved and resumed value)
         self._accumulators: dict[str, torch.Tensor] = {}
+        # the reference's time modulation per τ (the noising runs at τ = 1): computed once per refresh, dropped by
+        # every write to the reference's weights (`update`, `load_state_dict`)
+        self._modulations: dict = {}
+
+    @contextmanager
+    def _memoized(self, module: nn.Module):
+        with module.memoized_modulation(self._modulations):
+            yield module
 
     def pairs(self) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
         """(name, reference tensor, trained tensor) for every tensor the refresh touches."""
@@ -55,6 +63,7 @@ class GlauberReference:
     @torch.no_grad()
     def update(self, decay: float) -> None:
         """ref ← decay·ref + (1-decay)·θ."""
+        self._modulations.clear()
         for name, ref, src in self.pairs():
             value = self._accumulators.setdefault(name, ref.float()) if ref.dtype in _LOW_PRECISION else ref
             if decay == 0.0:
@@ -77,6 +86,7 @@ class GlauberReference:
                 f"reference checkpoint does not match the model: missing {sorted(names - set(state))[:5]}, "
                 f"unexpected {sorted(set(state) - names)[:5]}"
             )
+        self._modulations.clear()
         for name, ref, _ in self.pairs():
             ref.copy_(state[name])
             if ref.dtype in _LOW_PRECISION:
@@ -135,7 +145,8 @@ class CopyReference(GlauberReference):
 
     @contextmanager
     def kernel(self):
-        yield self.module
+        with self._memoized(self.module) as module:
+            yield module
 
 
 class AdapterReference(GlauberReference):
@@ -173,7 +184,8 @@ class AdapterReference(GlauberReference):
         self.model.base_model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
         self.model.eval()
         try:
-            yield self.model
+            with self._memoized(self.model) as module:
+                yield module
         finally:
             self.model.base_model.set_adapter(self.trained_adapter)
             self.model.train(training)

@@ -166,8 +166,11 @@ class GlauberTrainer(Trainer):
         prefix = glauber.build_prefix(inputs["input_ids"], inputs.get("attention_mask"), frozen_mask=frozen)
         started = time.perf_counter()
         with self.reference.kernel() as reference:
+            # a row leaves the chain batch after its last loss time, unless its x_T is the causal target
+            last_steps = None if chain_to_end else times.max(dim=1).values.to(canvas.device)
             trace = run_glauber_noising(
-                reference, prefix, canvas, frozen, num_steps, seeds.to(canvas.device), times.to(canvas.device)
+                reference, prefix, canvas, frozen, num_steps, seeds.to(canvas.device), times.to(canvas.device),
+                last_steps=last_steps,
             )
         self.noising_seconds += time.perf_counter() - started
 

@@ -297,8 +297,9 @@ def test_by_default_the_causal_draft_is_trained_on_the_chains_x_T(tmp_path, monk
     traces, causal_canvases = [], []
     noising = trainer_module.run_glauber_noising
 
-    def recorded_noising(reference, prefix, canvas, frozen, num_steps, seeds, times):
-        traces.append((num_steps, canvas, frozen, noising(reference, prefix, canvas, frozen, num_steps, seeds, times)))
+    def recorded_noising(reference, prefix, canvas, frozen, num_steps, seeds, times, **kwargs):
+        traces.append((num_steps, canvas, frozen,
+                       noising(reference, prefix, canvas, frozen, num_steps, seeds, times, **kwargs)))
         return traces[-1][-1]
 
     causal_inputs = model.causal_inputs
