@@ -494,6 +494,10 @@ class BudgetGlauberTrainer(BudgetCosineSchedule, GlauberTrainer):
     """`GlauberTrainer` with the budget-aware cosine schedule (stage 2)."""
 
 
+DECODER_KEYS = ("decoder_input_ids", "decoder_canvas_positions", "labels")
+ENCODER_KEYS = ("input_ids", "attention_mask", "canvas_positions", "canvas_given")
+
+
 def decoder_length_groups(inputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """Split a stage-1 batch into the rows whose scored decoder tokens end in the first half of the decoder width
     (R-task spans, ≤ 2·`infill_targets` + 1 tokens) and the rest (S-task rows, L + 1), each trimmed of its right
@@ -511,20 +515,10 @@ def decoder_length_groups(inputs: dict[str, torch.Tensor]) -> list[dict[str, tor
         if not len(rows):
             continue
         decoder_width, encoder_width = int(needed[rows].max()), int(encoder_needed[rows].max())
-        group = {}
-        for key, value in inputs.items():
-            value = value[rows]
-            if value.dim() == 2 and value.shape[1] == width and key in DECODER_KEYS:
-                value = value[:, :decoder_width]
-            elif value.dim() == 2 and key in ENCODER_KEYS:
-                value = value[:, :encoder_width]
-            group[key] = value.contiguous()
-        groups.append(group)
+        trim = {**dict.fromkeys(DECODER_KEYS, decoder_width), **dict.fromkeys(ENCODER_KEYS, encoder_width)}
+        groups.append({key: (value[rows][:, :trim[key]] if key in trim else value[rows]).contiguous()
+                       for key, value in inputs.items()})
     return groups
-
-
-DECODER_KEYS = ("decoder_input_ids", "decoder_canvas_positions", "labels")
-ENCODER_KEYS = ("input_ids", "attention_mask", "canvas_positions", "canvas_given")
 
 
 def stage1_loss(model: GlauberT5ForDiffusion, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
