@@ -4,10 +4,12 @@ Same backbone weights, prompt, canvas length L and batch, all measured in one ru
 baseline. Prints per method: model calls, seconds per generate (best of `--repeats`, wall clock; on the CPU also the
 process's CPU time, which a busy machine disturbs less), milliseconds per call, FLOPs per sample (counted by
 torch's FlopCounterMode: matmuls and attention, the bulk of the work) and the ratio to the autoregressive sampler.
-m = 1 is the exact sampler; m > 1 updates m positions per call (parallel Glauber, not exact).
+m = 1 is the exact sampler; m > 1 updates m positions per call (parallel Glauber, not exact). `--precisions
+fp32,bf16` adds every method again under bf16 autocast, still against the fp32 autoregressive sampler.
 
     python benchmarks/bench_generate.py                           # tiny and T5-small-shaped (~60M) models, L = 128
     python benchmarks/bench_generate.py --shapes t5-small --update-blocks 1,2,4,8 --threads 1
+    python benchmarks/bench_generate.py --shapes t5-small --update-blocks 1 --precisions fp32,bf16 --threads 1
     python benchmarks/bench_generate.py --device cuda --batch 8
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import time
 
 import torch
@@ -23,6 +26,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from modeling_glauber import GlauberT5ForDiffusion
 
+PRECISIONS = ("fp32", "bf16")
 SHAPES = {
     "tiny": dict(vocab_size=384, d_model=64, num_layers=2, num_heads=4, d_kv=16, d_ff=128),
     "t5-small": dict(vocab_size=32128, d_model=512, num_layers=6, num_heads=8, d_kv=64, d_ff=2048),
@@ -44,6 +48,11 @@ def timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
+def _autocast(device: torch.device, fn):
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        return fn()
+
+
 def flops(fn) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -52,7 +61,7 @@ def flops(fn) -> int:
 
 
 def bench(shape: str, length: int, batch: int, prompt_length: int, repeats: int, blocks: list[int],
-          device: torch.device) -> list[dict]:
+          device: torch.device, precisions: list[str]) -> list[dict]:
     torch.manual_seed(0)
     config = T5Config(decoder_start_token_id=0, **SHAPES[shape])
     backbone = T5ForConditionalGeneration(config).eval()
@@ -66,13 +75,21 @@ def bench(shape: str, length: int, batch: int, prompt_length: int, repeats: int,
             return autoregressive.generate(input_ids=prompt, max_new_tokens=length, min_new_tokens=length,
                                            do_sample=True, top_k=0)
 
-    methods = [("autoregressive", length, run_autoregressive)]
-    for m in blocks:
-        def run(m=m):
-            return model.generate(input_ids=prompt, max_new_tokens=length, num_rounds=1, update_block=m, seed=0,
-                                  return_dict_in_generate=True)
+    def run_glauber(m: int):
+        return model.generate(input_ids=prompt, max_new_tokens=length, num_rounds=1, update_block=m, seed=0,
+                              return_dict_in_generate=True)
 
-        methods.append((f"glauber m={m}", run().num_model_calls, run))
+    methods = []
+    for precision in precisions:
+        def in_precision(fn, precision=precision):
+            if precision == "fp32":
+                return fn
+            return lambda: _autocast(device, fn)
+
+        suffix = "" if precision == "fp32" else f" {precision}"
+        methods.append((f"autoregressive{suffix}", length, in_precision(run_autoregressive)))
+        methods += [(f"glauber m={m}{suffix}", run_glauber(m).num_model_calls,
+                     in_precision(functools.partial(run_glauber, m))) for m in blocks]
     rows = []
     for name, calls, fn in methods:
         fn()  # warm-up
@@ -98,14 +115,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--update-blocks", default="1,2,4,8", help="the m of each Glauber row (1: exact)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
+    parser.add_argument("--precisions", default="fp32",
+                        help="comma list of fp32 and bf16 (autocast); the ratio's baseline is the first's AR")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
     torch.set_num_threads(args.threads)
     blocks = [int(m) for m in args.update_blocks.split(",")]
+    precisions = args.precisions.split(",")
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        raise SystemExit(f"--precisions must be a comma list of {PRECISIONS}, got {args.precisions!r}")
     rows = [r for s in args.shapes.split(",") for r in bench(s, args.length, args.batch, args.prompt_length,
-                                                              args.repeats, blocks, device)]
+                                                              args.repeats, blocks, device, precisions)]
     print(f"device={device} threads={torch.get_num_threads()} prompt={args.prompt_length} repeats={args.repeats}")
     header = ("| backbone | params | L | batch | method | calls | wall s | CPU s | ms/call | GFLOPs/sample | "
               "ratio (wall) | ratio (CPU) | ratio (FLOPs) |")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
 from .cross_attention import enable_folded_cross_attention
+from .peer_attention import PeerBiasHook, PeerBiasState, first_encoder_self_attention, peer_attention_bias
 from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
@@ -159,6 +161,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             nn.ModuleList(nn.Embedding(max(index) + 1, d_model) for index in factors) if factors else None
         )
         self.canvas_given_embedding = nn.Embedding(1, d_model) if config.canvas_given_embedding else None
+        self.canvas_peer_bias = None
+        self._peer_state = PeerBiasState()
+        if config.canvas_peer_attention:
+            attention = first_encoder_self_attention(self.backbone)
+            self.canvas_peer_bias = nn.Embedding(len(factors), attention.n_heads)  # β[f, h], zero-initialised
+            attention.register_forward_pre_hook(PeerBiasHook(self._peer_state), with_kwargs=True)
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
         self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._factor_index: dict[torch.device, torch.Tensor] = {}
@@ -281,16 +289,27 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         if self.canvas_position_embedding is not None:
             out = out + self.canvas_position_embedding(k)
         if self.canvas_factor_embeddings is not None:
-            device = positions.device
-            if device not in self._factor_index:
-                self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
-            index = self._factor_index[device]
+            index = self._factor_table(positions.device)
             for f, table in enumerate(self.canvas_factor_embeddings):
                 out = out + table(index[f][k])
         out = out * held.unsqueeze(-1)
         if given is not None and self.canvas_given_embedding is not None:
             out = out + self.canvas_given_embedding.weight[0] * (given & held).unsqueeze(-1)
         return out
+
+    def _factor_table(self, device: torch.device) -> torch.Tensor:
+        """`[F, L]` index_f(k) of `canvas_position_factors`, one copy per device."""
+        if device not in self._factor_index:
+            self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
+        return self._factor_index[device]
+
+    def peer_attention(self, canvas_positions: torch.Tensor | None):
+        """Context manager: the encoder call inside adds the peer bias of its tokens' `canvas_positions` `[B, S]`
+        (`config.canvas_peer_attention`; a no-op for models without it or calls without positions)."""
+        if self.canvas_peer_bias is None or canvas_positions is None:
+            return nullcontext()
+        weight = self.canvas_peer_bias.weight
+        return self._peer_state.use(peer_attention_bias(canvas_positions, self._factor_table(weight.device), weight))
 
     def embed_with_canvas_positions(
         self,
@@ -361,7 +380,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 "decoder_canvas_positions",
             )
             decoder_input_ids = None
-        with self.modulation(tau):
+        with self.modulation(tau), self.peer_attention(canvas_positions):
             return self.backbone(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -529,7 +548,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 self.backbone.get_encoder().embed_tokens, enc_ids, annotations["canvas_positions"], "canvas_positions"
             )}
         with self.modulation(torch.ones(1, device=canvas.device)):
-            encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
+            with self.peer_attention(annotations.get("canvas_positions")):
+                encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
             cache = None
             for step, position in enumerate(order):
                 if step_positions is None:
@@ -603,7 +623,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         decoder_ids = infill_decoder_inputs(
             batch, self.config.decoder_start_id, self.config.sentinel_token_ids[:num_predicted], canvas.device
         )
-        with self.modulation(tau):
+        with self.modulation(tau), self.peer_attention(inputs.get("canvas_positions")):
             hidden = encoder(attention_mask=mask, **encoder_inputs).last_hidden_state
             modulation = self._modulation_state.current
         if num_predicted > 1:  # decoder row b·m + j reads row b's encoder output
@@ -914,6 +934,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         canvas_position_embeddings: int = 0,
         canvas_position_factors: list[list[int]] | None = None,
         canvas_given_embedding: bool = False,
+        canvas_peer_attention: bool = False,
         prompt_canvas_positions: bool = False,
         canvas_position_token_ids: list[int] | None = None,
         infill_reads_prompt: bool = True,
@@ -926,10 +947,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
         embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
-        `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings that
-        `canvas_position_embeddings`, `canvas_position_factors` and `canvas_given_embedding` ask for) are new. The
-        model keeps the tokenizer it was converted with (with any added sentinels) as `model.tokenizer`:
-        `save_pretrained` and `push_to_hub` write it beside the weights.
+        `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings and peer
+        bias that `canvas_position_embeddings`, `canvas_position_factors`, `canvas_given_embedding` and
+        `canvas_peer_attention` ask for) are new. The model keeps the tokenizer it was converted with (with any added
+        sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the weights.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
@@ -958,6 +979,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             canvas_position_embeddings=canvas_position_embeddings,
             canvas_position_factors=canvas_position_factors,
             canvas_given_embedding=canvas_given_embedding,
+            canvas_peer_attention=canvas_peer_attention,
             prompt_canvas_positions=prompt_canvas_positions,
             canvas_position_token_ids=canvas_position_token_ids,
             infill_reads_prompt=infill_reads_prompt,
@@ -970,7 +992,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         glauber.tokenizer = tokenizer
         # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
         canvas_modules = [glauber.canvas_position_embedding, glauber.canvas_factor_embeddings,
-                          glauber.canvas_given_embedding]
+                          glauber.canvas_given_embedding, glauber.canvas_peer_bias]
         for module in filter(None, [glauber.time_conditioning, *canvas_modules]):
             module.to(model.device, model.dtype)
         overhead = glauber.time_conditioning_overhead()

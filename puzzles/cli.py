@@ -135,6 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=positive_int, help="first K >= 1 puzzles only")
     ev.add_argument("--batch-size", type=positive_int, default=256, help=">= 1")
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: generate under bf16 autocast (the weights stay as loaded)")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 
@@ -173,6 +175,7 @@ def _probe(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
     from datasets import load_from_disk
 
     from puzzles.evaluation import fixes, format_table, plot_results, write_results
@@ -194,13 +197,15 @@ def _eval(args: argparse.Namespace) -> int:
         rows = kept
     rows = rows[: args.limit]
     model, tokenizer = load_model(args.model, args.device)
-    records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window)
+    autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    with autocast:
+        records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:
         out = Path(args.out)
         mask_window = model.config.mask_window if args.mask_window is None else args.mask_window
-        extra = {"model": args.model, "data": args.data, "mask_window": mask_window}
+        extra = {"model": args.model, "data": args.data, "mask_window": mask_window, "precision": args.precision}
         if records[0]["num_rounds"] == 0:
             extra["draft_vs_final"] = fixes(records[0], records[-1])
         write_results(records, out / "results.json", **extra)

@@ -86,6 +86,8 @@ class RecipeConfig:
     # std of a normal initialisation of the canvas tables (0: zero, the library's default for converted backbones; a
     # model trained from scratch has no behaviour to preserve, and random rows let attention tell peers apart at once)
     canvas_init_std: float = 0.0
+    # a learned per-head score bias between encoder tokens of cells sharing a factor (`canvas_peer_attention`, T5 only)
+    peer_attention: bool = False
     given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
     infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
     # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
@@ -147,6 +149,10 @@ class RecipeConfig:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
             raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
+        if self.peer_attention and not self.canvas_factors:
+            raise ValueError("peer_attention needs canvas_factors=true (the factors that make two cells peers)")
+        if self.peer_attention and self.backbone != "t5":
+            raise ValueError(f"peer_attention needs backbone 't5' (its relative attention bias), got {self.backbone!r}")
         if self.canvas_init_std < 0:
             raise ValueError(f"canvas_init_std must be >= 0 (0: zero-initialised tables), got {self.canvas_init_std}")
         if self.curve_every < 0 or self.curve_puzzles < 1:
@@ -248,6 +254,7 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         canvas_position_embeddings=canvas_cells(cfg) if cfg.canvas_position_embeddings else 0,
         canvas_position_factors=recipe_canvas_factors(cfg) if cfg.canvas_factors else None,
         canvas_given_embedding=cfg.given_embedding,
+        canvas_peer_attention=cfg.peer_attention,
         prompt_canvas_positions=cfg.prompt_positions,
         canvas_position_token_ids=(tokenizer.convert_tokens_to_ids(canvas_index_words(canvas_cells(cfg)))
                                    if cfg.clue_positions else None),

@@ -34,6 +34,7 @@ from puzzles.recipe import (
     canvas_inputs,
     glauber_predictions,
     legal_canvas_tokens,
+    stage1_collator,
     load_model,
     tokenized,
     train_stage1,
@@ -700,7 +701,9 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(clue_positions=True, canvas_factors=True), "clue_positions needs kind 'zebra' and canvas_index=true"),
      (dict(clue_positions=True, kind="zebra", canvas_index=True), "clue_positions needs canvas_factors"),
      (dict(prompt_positions=True, canvas_factors=True, canvas_index=True), "set canvas_index=false"),
-     (dict(prompt_positions=True), "prompt_positions needs canvas_factors")],
+     (dict(prompt_positions=True), "prompt_positions needs canvas_factors"),
+     (dict(peer_attention=True), "peer_attention needs canvas_factors=true"),
+     (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'")],
 )
 def test_recipe_refuses_encodings_it_cannot_build(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -862,3 +865,13 @@ def test_canvas_tables_start_at_zero_or_random_as_the_recipe_says():
     assert torch.equal(again.canvas_factor_embeddings[0].weight, drawn.canvas_factor_embeddings[0].weight)
     with pytest.raises(ValueError, match="canvas_init_std must be >= 0"):
         RecipeConfig(**TINY, canvas_init_std=-1.0)
+
+
+def test_peer_attention_starts_at_zero_and_trains_in_stage_one(sudoku4):
+    cfg = RecipeConfig(**TINY, **STRUCTURED, peer_attention=True, canvas_init_std=0.5)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok).train()
+    assert model.config.canvas_peer_attention and not model.canvas_peer_bias.weight.any()  # not a canvas table
+    batch = stage1_collator(model, cfg)(list(tokenized(sudoku4["train"], tok).select(range(8))))
+    stage1_loss(model, batch).backward()
+    assert model.canvas_peer_bias.weight.grad.abs().sum() > 0
