@@ -32,6 +32,9 @@ class GlauberT5Config(PreTrainedConfig):
         canvas_peer_attention: add a learned, zero-initialised score bias β[f, h] to the encoder self-attention
             between two tokens whose canvas positions share factor f's index (peers: the same row, column or box),
             for every head h of a T5 backbone; needs canvas_position_factors (`peer_attention.py`).
+        canvas_peer_attention_decoder: the same bias, with its own β, in the CAUSAL-GEN decoder's self-attention
+            (step j holds the cell π_0(j) it writes) and in its cross-attention to the prompt's cells; needs
+            canvas_peer_attention.
         canvas_given_embedding: add a learned, zero-initialised vector to the MASK-INFILL encoder token of every
             frozen canvas position (a puzzle's givens), so the infill tells givens from values it may change.
         prompt_canvas_positions: the prompt holds one token per canvas position, in canvas order (a Sudoku grid
@@ -62,6 +65,7 @@ class GlauberT5Config(PreTrainedConfig):
     canvas_position_factors: list[list[int]] | None = None
     canvas_given_embedding: bool = False
     canvas_peer_attention: bool = False
+    canvas_peer_attention_decoder: bool = False
     prompt_canvas_positions: bool = False
     canvas_position_token_ids: list[int] | None = None
     infill_reads_prompt: bool = True
@@ -151,8 +155,8 @@ class GlauberT5Config(PreTrainedConfig):
                     "canvas_position_embeddings must cover the canvas of canvas_position_factors "
                     f"({len(factors[0])} positions), got {self.canvas_position_embeddings}"
                 )
-        for name in ("canvas_given_embedding", "canvas_peer_attention", "prompt_canvas_positions",
-                     "infill_reads_prompt"):
+        for name in ("canvas_given_embedding", "canvas_peer_attention", "canvas_peer_attention_decoder",
+                     "prompt_canvas_positions", "infill_reads_prompt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         named = self.canvas_position_token_ids
@@ -170,6 +174,8 @@ class GlauberT5Config(PreTrainedConfig):
                 )
         if self.canvas_peer_attention and not factors:
             raise ValueError("canvas_peer_attention needs canvas_position_factors (the factors that make two cells peers)")
+        if self.canvas_peer_attention_decoder and not self.canvas_peer_attention:
+            raise ValueError("canvas_peer_attention_decoder needs canvas_peer_attention=True")
         if self.prompt_canvas_positions and self.canvas_length_limit is None:
             raise ValueError(
                 "prompt_canvas_positions needs canvas positions to embed: set canvas_position_embeddings > 0 or "

@@ -221,20 +221,29 @@ def infill_decoder_inputs(
 
 
 def infill_span_targets(
-    targets: torch.Tensor, window_valid: torch.Tensor, decoder_start_id: int, sentinel_token_ids: list[int]
+    targets: torch.Tensor,
+    window_valid: torch.Tensor,
+    decoder_start_id: int,
+    sentinel_token_ids: list[int],
+    slot_order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only UL2 R-denoising decoder: `[decoder_start, <extra_id_0>, v_0, <extra_id_1>, v_1, …]` and labels
     scoring each `v_j` (the true value behind sentinel j).
 
     It starts with `infill_decoder_inputs`, so the first score is exactly the MASK-INFILL prediction that generation
     reads; the later ones give one encoder pass several targets, as T5 span corruption does.
-    `targets`/`window_valid` are `[B, m]`; rows with fewer valid slots are padded with -100 labels.
+    `targets`/`window_valid` are `[B, m]`; rows with fewer valid slots are padded with -100 labels. `slot_order`
+    `[B, m]` (a permutation of the slots per row, valid ones first) visits the slots in that order instead:
+    `[decoder_start, <extra_id_j>, v_j, …]` for j = `slot_order[b, 0]` first, the row that a parallel update
+    (`generate(update_block=m)`) reads for slot j.
     """
     batch, slots = targets.shape
     sentinels = torch.tensor(sentinel_token_ids[:slots], dtype=torch.long, device=targets.device).expand(batch, -1)
+    if slot_order is not None:
+        sentinels, targets, window_valid = (t.gather(1, slot_order) for t in (sentinels, targets, window_valid))
     pairs = torch.stack([sentinels, targets], dim=2).reshape(batch, 2 * slots)  # s_0 v_0 s_1 v_1 …
-    head = infill_decoder_inputs(batch, decoder_start_id, sentinel_token_ids[0], targets.device)
-    decoder_ids = torch.cat([head, pairs[:, 1:-1]], dim=1)
+    head = torch.full((batch, 1), decoder_start_id, dtype=torch.long, device=targets.device)
+    decoder_ids = torch.cat([head, pairs[:, :-1]], dim=1)
     scored = torch.stack([torch.zeros_like(window_valid), window_valid], dim=2).reshape(batch, 2 * slots)
     labels = torch.where(scored, pairs, torch.full_like(pairs, -100))
     return decoder_ids, labels

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
 from .cross_attention import enable_folded_cross_attention
-from .peer_attention import PeerBiasHook, PeerBiasState, first_encoder_self_attention, peer_attention_bias
+from .peer_attention import PeerBiasHook, PeerBiasState, first_attentions, peer_attention_bias
 from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
@@ -161,12 +161,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             nn.ModuleList(nn.Embedding(max(index) + 1, d_model) for index in factors) if factors else None
         )
         self.canvas_given_embedding = nn.Embedding(1, d_model) if config.canvas_given_embedding else None
-        self.canvas_peer_bias = None
+        # β[f, h] of the encoder's self-attention and of the CAUSAL-GEN decoder's self- and cross-attention
+        self.canvas_peer_bias = self.canvas_decoder_peer_bias = self.canvas_cross_peer_bias = None
         self._peer_state = PeerBiasState()
         if config.canvas_peer_attention:
-            attention = first_encoder_self_attention(self.backbone)
-            self.canvas_peer_bias = nn.Embedding(len(factors), attention.n_heads)  # β[f, h], zero-initialised
-            attention.register_forward_pre_hook(PeerBiasHook(self._peer_state), with_kwargs=True)
+            attentions = first_attentions(self.backbone, config.canvas_peer_attention_decoder)
+            heads = attentions["encoder"].n_heads
+            self.canvas_peer_bias = nn.Embedding(len(factors), heads)
+            if config.canvas_peer_attention_decoder:
+                self.canvas_decoder_peer_bias = nn.Embedding(len(factors), heads)
+                self.canvas_cross_peer_bias = nn.Embedding(len(factors), heads)
+            for name, attention in attentions.items():
+                attention.register_forward_pre_hook(PeerBiasHook(self._peer_state, name), with_kwargs=True)
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
         self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._factor_index: dict[torch.device, torch.Tensor] = {}
@@ -303,13 +309,28 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
         return self._factor_index[device]
 
-    def peer_attention(self, canvas_positions: torch.Tensor | None):
-        """Context manager: the encoder call inside adds the peer bias of its tokens' `canvas_positions` `[B, S]`
-        (`config.canvas_peer_attention`; a no-op for models without it or calls without positions)."""
+    def peer_biases(self, canvas_positions: torch.Tensor | None,
+                    decoder_canvas_positions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Peer biases (`peer_attention.py`) of an encoder input holding `canvas_positions` `[B, S]` and a decoder
+        input holding `decoder_canvas_positions` `[B, T]`, by attention; empty for a model without them."""
         if self.canvas_peer_bias is None or canvas_positions is None:
-            return nullcontext()
-        weight = self.canvas_peer_bias.weight
-        return self._peer_state.use(peer_attention_bias(canvas_positions, self._factor_table(weight.device), weight))
+            return {}
+        index = self._factor_table(canvas_positions.device)
+        biases = {"encoder": peer_attention_bias(canvas_positions, canvas_positions, index,
+                                                 self.canvas_peer_bias.weight)}
+        if self.canvas_decoder_peer_bias is not None and decoder_canvas_positions is not None:
+            biases["decoder"] = peer_attention_bias(decoder_canvas_positions, decoder_canvas_positions, index,
+                                                    self.canvas_decoder_peer_bias.weight)
+            biases["cross"] = peer_attention_bias(decoder_canvas_positions, canvas_positions, index,
+                                                  self.canvas_cross_peer_bias.weight)
+        return biases
+
+    def peer_attention(self, canvas_positions: torch.Tensor | None,
+                       decoder_canvas_positions: torch.Tensor | None = None):
+        """Context manager: the backbone call inside adds the peer biases of its tokens' canvas positions
+        (`config.canvas_peer_attention`; a no-op for models without it or calls without positions)."""
+        biases = self.peer_biases(canvas_positions, decoder_canvas_positions)
+        return self._peer_state.use(**biases) if biases else nullcontext()
 
     def embed_with_canvas_positions(
         self,
@@ -380,7 +401,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 "decoder_canvas_positions",
             )
             decoder_input_ids = None
-        with self.modulation(tau), self.peer_attention(canvas_positions):
+        with self.modulation(tau), self.peer_attention(canvas_positions, decoder_canvas_positions):
             return self.backbone(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -547,8 +568,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
                 self.backbone.get_encoder().embed_tokens, enc_ids, annotations["canvas_positions"], "canvas_positions"
             )}
+        # step j holds π_0(j): its peer-bias rows are row j of the whole draft's, over the j + 1 tokens so far
+        biases = self.peer_biases(annotations.get("canvas_positions"), order_positions.expand(batch, -1))
         with self.modulation(torch.ones(1, device=canvas.device)):
-            with self.peer_attention(annotations.get("canvas_positions")):
+            with self._peer_state.use(**{k: v for k, v in biases.items() if k == "encoder"}):
                 encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
             cache = None
             for step, position in enumerate(order):
@@ -557,13 +580,16 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 else:
                     embeds = embed_tokens(token)
                     decoder = {"decoder_inputs_embeds": embeds + step_positions[step].to(embeds.dtype)}
-                out = self.backbone(
-                    encoder_outputs=encoder_outputs,
-                    attention_mask=enc_mask,
-                    cache=cache,
-                    use_cache=True,
-                    **decoder,
-                )
+                step_biases = {"decoder": biases["decoder"][:, :, step:step + 1, :step + 1],
+                               "cross": biases["cross"][:, :, step:step + 1]} if "decoder" in biases else {}
+                with self._peer_state.use(**step_biases):
+                    out = self.backbone(
+                        encoder_outputs=encoder_outputs,
+                        attention_mask=enc_mask,
+                        cache=cache,
+                        use_cache=True,
+                        **decoder,
+                    )
                 cache = out.cache
                 sampled = sample_tokens(self.content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
                 chosen = torch.where(frozen[:, position], draft[:, position], sampled)
@@ -935,6 +961,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         canvas_position_factors: list[list[int]] | None = None,
         canvas_given_embedding: bool = False,
         canvas_peer_attention: bool = False,
+        canvas_peer_attention_decoder: bool = False,
         prompt_canvas_positions: bool = False,
         canvas_position_token_ids: list[int] | None = None,
         infill_reads_prompt: bool = True,
@@ -948,8 +975,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
         `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings and peer
-        bias that `canvas_position_embeddings`, `canvas_position_factors`, `canvas_given_embedding` and
-        `canvas_peer_attention` ask for) are new. The model keeps the tokenizer it was converted with (with any added
+        biases that `canvas_position_embeddings`, `canvas_position_factors`, `canvas_given_embedding` and
+        `canvas_peer_attention(_decoder)` ask for) are new. The model keeps the tokenizer it was converted with (with any added
         sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the weights.
         """
         if isinstance(backbone, PreTrainedModel):
@@ -980,6 +1007,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             canvas_position_factors=canvas_position_factors,
             canvas_given_embedding=canvas_given_embedding,
             canvas_peer_attention=canvas_peer_attention,
+            canvas_peer_attention_decoder=canvas_peer_attention_decoder,
             prompt_canvas_positions=prompt_canvas_positions,
             canvas_position_token_ids=canvas_position_token_ids,
             infill_reads_prompt=infill_reads_prompt,
@@ -992,7 +1020,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         glauber.tokenizer = tokenizer
         # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
         canvas_modules = [glauber.canvas_position_embedding, glauber.canvas_factor_embeddings,
-                          glauber.canvas_given_embedding, glauber.canvas_peer_bias]
+                          glauber.canvas_given_embedding, glauber.canvas_peer_bias, glauber.canvas_decoder_peer_bias,
+                          glauber.canvas_cross_peer_bias]
         for module in filter(None, [glauber.time_conditioning, *canvas_modules]):
             module.to(model.device, model.dtype)
         overhead = glauber.time_conditioning_overhead()

@@ -11,7 +11,8 @@ Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
   cells replaced by sentinels; for a `draft_corruption` share, x̃ is the model's own sampled causal draft of the row
   (on-policy: the x_T that the reverse process really starts from, DESIGN §5's exactness caveat).
   The decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell and,
-  UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass.
+  UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass (for a
+  `slot_shuffle` share, in a random order of the slots: `[start, <extra_id_j>]` first, as a parallel update reads it).
 
 Stage 2 is `trainers.GlauberTrainer` (DWDSE against an EMA reference, plus the causal loss so the draft keeps
 improving). Both stages share `trainers`' data format (`input_ids`, `canvas_ids`, `frozen`); the encodings come
@@ -88,6 +89,7 @@ class RecipeConfig:
     canvas_init_std: float = 0.0
     # a learned per-head score bias between encoder tokens of cells sharing a factor (`canvas_peer_attention`, T5 only)
     peer_attention: bool = False
+    peer_attention_decoder: bool = False  # also the draft decoder's self- and cross-attention (needs peer_attention)
     given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
     infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
     # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
@@ -107,6 +109,9 @@ class RecipeConfig:
     infill_targets: int = 1  # masked (and scored) cells per R-task example, at least the mask window
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
+    # share of R-task examples whose span targets visit the masked cells in a random order: trains the decoder row
+    # `[start, <extra_id_j>]` that a parallel update (`generate(update_block=m)`) reads for slot j > 0
+    slot_shuffle: float = 0.0
     max_corruption: float = 0.5
     stage2_steps: int = 500
     stage2_lr: float = 1e-3
@@ -151,6 +156,8 @@ class RecipeConfig:
             raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
         if self.peer_attention and not self.canvas_factors:
             raise ValueError("peer_attention needs canvas_factors=true (the factors that make two cells peers)")
+        if self.peer_attention_decoder and not self.peer_attention:
+            raise ValueError("peer_attention_decoder needs peer_attention=true")
         if self.peer_attention and self.backbone != "t5":
             raise ValueError(f"peer_attention needs backbone 't5' (its relative attention bias), got {self.backbone!r}")
         if self.canvas_init_std < 0:
@@ -255,6 +262,7 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         canvas_position_factors=recipe_canvas_factors(cfg) if cfg.canvas_factors else None,
         canvas_given_embedding=cfg.given_embedding,
         canvas_peer_attention=cfg.peer_attention,
+        canvas_peer_attention_decoder=cfg.peer_attention_decoder,
         prompt_canvas_positions=cfg.prompt_positions,
         canvas_position_token_ids=(tokenizer.convert_tokens_to_ids(canvas_index_words(canvas_cells(cfg)))
                                    if cfg.clue_positions else None),
@@ -330,10 +338,11 @@ class PuzzleUL2Collator:
     relabel_corruption: float = 0.0
     draft_corruption: float = 0.0
     seed: int = 0
+    slot_shuffle: float = 0.0
     augment_size: int | None = None  # Sudoku side: draw a grid symmetry and a digit relabelling for every row
 
     def __post_init__(self):
-        for name in ("relabel_corruption", "draft_corruption"):
+        for name in ("relabel_corruption", "draft_corruption", "slot_shuffle"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.relabel_corruption + self.draft_corruption > 1.0:
@@ -373,7 +382,7 @@ class PuzzleUL2Collator:
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
             targets = canvas[i_rows].gather(1, window)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
-                targets, valid, c.decoder_start_id, c.sentinel_token_ids
+                targets, valid, c.decoder_start_id, c.sentinel_token_ids, self._slot_orders(valid)
             )
             batches.append(inputs)
             labels.append(span_labels)
@@ -414,6 +423,17 @@ class PuzzleUL2Collator:
         finally:
             self.model.train(training)
         return drafts.cpu()
+
+    def _slot_orders(self, valid: torch.Tensor) -> torch.Tensor | None:
+        """For a `slot_shuffle` share of the examples, a random order of their masked slots (the others keep 0, 1, …),
+        so the span targets train the decoder row `[start, <extra_id_j>]` of every slot j, not only j = 0."""
+        if not self.slot_shuffle:
+            return None
+        rows, slots = valid.shape
+        rng = self._rng
+        shuffled = rng.random(rows) < self.slot_shuffle
+        keys = np.where(valid.numpy() & shuffled[:, None], rng.random((rows, slots)), 1.0 + np.arange(slots))
+        return torch.as_tensor(np.argsort(keys, axis=1, kind="stable"))
 
     def _infill_rows(self, canvas: torch.Tensor, frozen: torch.Tensor):
         """Corrupt each example (a random fraction of the free cells: uniform noise with ρ ~ U(0, max_corruption) or
@@ -584,7 +604,7 @@ def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig) -> PuzzleUL
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
     return PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
                              cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
-                             augment_size=cfg.size if cfg.augment else None)
+                             slot_shuffle=cfg.slot_shuffle, augment_size=cfg.size if cfg.augment else None)
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from modeling_glauber.infill import infill_span_targets
 from puzzles import cli, data, sudoku, zebra
 from puzzles.baselines import (
     MaskedDiffusionCollator,
@@ -703,6 +704,7 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(prompt_positions=True, canvas_factors=True, canvas_index=True), "set canvas_index=false"),
      (dict(prompt_positions=True), "prompt_positions needs canvas_factors"),
      (dict(peer_attention=True), "peer_attention needs canvas_factors=true"),
+     (dict(peer_attention_decoder=True, canvas_factors=True), "peer_attention_decoder needs peer_attention=true"),
      (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'")],
 )
 def test_recipe_refuses_encodings_it_cannot_build(fields, message):
@@ -875,3 +877,33 @@ def test_peer_attention_starts_at_zero_and_trains_in_stage_one(sudoku4):
     batch = stage1_collator(model, cfg)(list(tokenized(sudoku4["train"], tok).select(range(8))))
     stage1_loss(model, batch).backward()
     assert model.canvas_peer_bias.weight.grad.abs().sum() > 0
+
+
+def test_span_targets_in_a_given_slot_order_score_each_value_after_its_own_sentinel():
+    start, sentinels = 0, [100, 101, 102]
+    targets, valid = torch.tensor([[7, 8, 9], [4, 5, 6]]), torch.tensor([[True, True, True], [True, True, False]])
+    ids, labels = infill_span_targets(targets, valid, start, sentinels, torch.tensor([[2, 0, 1], [1, 0, 2]]))
+    assert ids.tolist() == [[0, 102, 9, 100, 7, 101], [0, 101, 5, 100, 4, 102]]
+    assert labels.tolist() == [[-100, 9, -100, 7, -100, 8], [-100, 5, -100, 4, -100, -100]]
+    plain = infill_span_targets(targets, valid, start, sentinels)
+    same = infill_span_targets(targets, valid, start, sentinels, torch.tensor([[0, 1, 2], [0, 1, 2]]))
+    assert all(torch.equal(a, b) for a, b in zip(plain, same))
+
+
+def test_slot_shuffle_puts_every_masked_slot_first_and_scores_its_true_value(tiny):
+    cfg, tok, model, train = tiny
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    features = [train[i] for i in range(16)]
+    solutions = torch.stack([torch.as_tensor(f["canvas_ids"]) for f in features]).repeat_interleave(4, 0)
+    sentinels = model.config.sentinel_token_ids
+    collator = PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=4, infill_targets=4, seed=2,
+                                 slot_shuffle=1.0)
+    batch = collator(features)
+    canvas = batch["input_ids"][:, -1 - solutions.shape[1]:-1]
+    first = batch["decoder_input_ids"][:, 1]
+    assert set(first.tolist()) == set(sentinels[:4]), "every slot j leads some example's decoder"
+    for row, sentinel in enumerate(first.tolist()):
+        cell = (canvas[row] == sentinel).nonzero().item()  # the cell behind the slot the decoder names first
+        assert batch["labels"][row, 1] == solutions[row, cell]
+    with pytest.raises(ValueError, match="slot_shuffle must be in"):
+        PuzzleUL2Collator(model, legal, slot_shuffle=2.0)
