@@ -48,11 +48,6 @@ def timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
-def _autocast(device: torch.device, fn):
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        return fn()
-
-
 def flops(fn) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
@@ -79,17 +74,18 @@ def bench(shape: str, length: int, batch: int, prompt_length: int, repeats: int,
         return model.generate(input_ids=prompt, max_new_tokens=length, num_rounds=1, update_block=m, seed=0,
                               return_dict_in_generate=True)
 
+    def in_precision(fn, precision: str):
+        def run():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return fn()
+        return run
+
     methods = []
     for precision in precisions:
-        def in_precision(fn, precision=precision):
-            if precision == "fp32":
-                return fn
-            return lambda: _autocast(device, fn)
-
         suffix = "" if precision == "fp32" else f" {precision}"
-        methods.append((f"autoregressive{suffix}", length, in_precision(run_autoregressive)))
+        methods.append((f"autoregressive{suffix}", length, in_precision(run_autoregressive, precision)))
         methods += [(f"glauber m={m}{suffix}", run_glauber(m).num_model_calls,
-                     in_precision(functools.partial(run_glauber, m))) for m in blocks]
+                     in_precision(functools.partial(run_glauber, m), precision)) for m in blocks]
     rows = []
     for name, calls, fn in methods:
         fn()  # warm-up

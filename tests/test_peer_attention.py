@@ -1,4 +1,4 @@
-"""Peer attention bias (`canvas_peer_attention`): encoder tokens of cells sharing a factor get β[f, h] on their score."""
+"""Peer attention bias (`canvas_peer_attention`): tokens of cells sharing a factor get β[f, h] on their score."""
 
 from __future__ import annotations
 
