@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from transformers.modeling_outputs import BaseModelOutput
 
 from modeling_glauber.infill import causal_encoder_inputs, infill_encoder_inputs, mask_canvas
+from puzzles import zebra
 from puzzles.metrics import givens
 from puzzles.recipe import canvas_inputs
 from puzzles.tokenizer import encoder_prompts
@@ -114,8 +115,8 @@ def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
 
 # ------------------------------------------------------------------------------------------------ AR, solver order
 def _grid_width(row: dict[str, Any]) -> int:
-    """Columns of the canvas grid: the Sudoku side, or the Zebra canvas's 6."""
-    return int(row["size"].split("x")[0]) if row["kind"] == "sudoku" else 6
+    """Columns of the canvas grid: the Sudoku side, the Zebra entity canvas's 6, or the house canvas's houses."""
+    return zebra.MAX_SIZE if row["kind"] == zebra.KIND else int(row["size"].split("x")[0])
 
 
 def _ar_encoder_inputs(model, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],

@@ -72,7 +72,7 @@ def _make_zebra(args: argparse.Namespace) -> int:
     sizes = [(h, a) for h in args.houses for a in args.attributes]
     ds, stats = data.build_zebra(
         sizes, args.n, args.test_size, args.seed, workers=args.workers, progress=not args.quiet,
-        answer_as_clues=args.answer_as_clues,
+        answer_as_clues=args.answer_as_clues, house_canvas=args.house_canvas,
     )
     return _finish(ds, stats, args)
 
@@ -118,6 +118,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--answer-as-clues",
         action="store_true",
         help="lookup screen: each puzzle's clues replaced by its answer, one '=' clue per cell, shuffled",
+    )
+    zeb.add_argument(
+        "--house-canvas",
+        action="store_true",
+        help="kind 'zebra-house': Shah et al.'s canvas, the value of each attribute in each house, sized to the "
+        "puzzle (default: the 6 x 6 entity canvas, the house of each value)",
     )
     _common(zeb)
     zeb.set_defaults(func=_make_zebra)

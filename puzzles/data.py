@@ -3,7 +3,8 @@
 Row contract (shared by Sudoku and Zebra so the splits can be concatenated):
 
 - ``prompt``: space-separated encoder tokens (Sudoku grid with ``_`` blanks; Zebra clues),
-- ``canvas``: space-separated solution tokens (Sudoku ``size*size``; Zebra fixed 36 = 6x6),
+- ``canvas``: space-separated solution tokens (Sudoku ``size*size``; Zebra fixed 36 = 6x6 by entity, or houses x
+  attributes for kind ``zebra-house``),
 - ``frozen``: 0/1 per canvas token (givens; Zebra ``.`` filler),
 - ``solver_order``: canvas positions of the non-frozen cells in human-solver order,
 - ``kind``, ``size``, ``difficulty``, ``n_clues``, ``technique_solvable``, ``clues`` (Zebra JSON).
@@ -62,14 +63,21 @@ def sudoku_row(p: sudoku.SudokuPuzzle) -> dict[str, Any]:
     }
 
 
-def zebra_row(p: zebra.ZebraPuzzle) -> dict[str, Any]:
-    canvas = zebra.table_to_canvas(p.table, p.houses, p.attributes)
+def zebra_row(p: zebra.ZebraPuzzle, house_canvas: bool = False) -> dict[str, Any]:
+    """Entity canvas (kind `zebra`, 36 cells, filler frozen) or, with `house_canvas`, Shah et al.'s house canvas sized
+    to the puzzle (kind `zebra-house`)."""
+    if house_canvas:
+        canvas = zebra.table_to_house_canvas(p.table, p.houses, p.attributes)
+        order = [zebra.house_canvas_position(r, h, p.houses) for r, h, _ in p.fills]
+    else:
+        canvas = zebra.table_to_canvas(p.table, p.houses, p.attributes)
+        order = [zebra.canvas_position(r, v) for r, _, v in p.fills]
     return {
         "prompt": " ".join(p.prompt_tokens()),
         "canvas": " ".join(canvas),
         "frozen": [1 if t == zebra.FILLER else 0 for t in canvas],
-        "solver_order": [zebra.canvas_position(r, v) for r, _, v in p.fills],
-        "kind": "zebra",
+        "solver_order": order,
+        "kind": zebra.HOUSE_KIND if house_canvas else zebra.KIND,
         "size": f"{p.houses}x{p.attributes}",
         "difficulty": p.level,
         "n_clues": p.n_clues,
@@ -173,8 +181,10 @@ def build_zebra(
     workers: int = 1,
     progress: bool = True,
     answer_as_clues: bool = False,
+    house_canvas: bool = False,
 ) -> tuple[DatasetDict, dict[str, Any]]:
-    """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``. ``answer_as_clues``:
+    """Zebra splits; each puzzle's ``(houses, attributes)`` is drawn uniformly from ``sizes``; ``house_canvas``: rows
+    on the house canvas (`zebra_row`). ``answer_as_clues``:
     each puzzle's clues replaced by its answer (`zebra.answer_as_clues`), the lookup screen; its puzzles are then
     told apart by their answers, so no answer occurs twice and none is shared by train and test."""
     _check_counts(n_train, n_test)
@@ -190,13 +200,14 @@ def build_zebra(
 
     def generate(start: int, count: int) -> list[dict[str, Any]]:
         ps = zebra.generate_zebra(sizes, count, seed, start=start, workers=workers, progress=progress)
-        return [zebra_row(zebra.answer_as_clues(p, seed) if answer_as_clues else p) for p in ps]
+        return [zebra_row(zebra.answer_as_clues(p, seed) if answer_as_clues else p, house_canvas) for p in ps]
 
     t0 = time.perf_counter()
     rows, drawn = unique_rows(generate, n_train + n_test, key=answer_key if answer_as_clues else prompt_key)
     elapsed = time.perf_counter() - t0
     stats = _stats(
-        "zebra", len(rows), drawn, elapsed, seed, workers, sizes=[list(s) for s in sizes], answer_as_clues=answer_as_clues
+        zebra.HOUSE_KIND if house_canvas else zebra.KIND, len(rows), drawn, elapsed, seed, workers,
+        sizes=[list(s) for s in sizes], answer_as_clues=answer_as_clues,
     )
     return split_rows(rows, n_test, seed), stats
 

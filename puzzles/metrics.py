@@ -69,10 +69,12 @@ def zebra_is_solved(
     return solution is None or [list(r) for r in solution] == rows
 
 
-def zebra_canvas_to_table(canvas: Tokens, size: str) -> list[list[int | None]]:
-    """Attribute rows of a 36-token Zebra canvas for a ``"HxA"`` (houses x attributes) size."""
+def zebra_canvas_to_table(canvas: Tokens, size: str, kind: str = zebra.KIND) -> list[list[int | None]]:
+    """Attribute rows of a Zebra canvas of `kind` (the 36-token entity canvas, or the house canvas) for a ``"HxA"``
+    (houses x attributes) size."""
     n, m = (int(x) for x in size.split("x"))
-    return zebra.canvas_to_table(_tokens(canvas), n, m)[1:]
+    to_table = zebra.house_canvas_to_table if kind == zebra.HOUSE_KIND else zebra.canvas_to_table
+    return to_table(_tokens(canvas), n, m)[1:]
 
 
 def cell_accuracy(pred: Tokens, target: Tokens, frozen: Sequence[int] | None = None) -> tuple[int, int]:
@@ -97,12 +99,12 @@ def is_solved(pred: Tokens, row: Mapping[str, Any]) -> bool:
     """Check one predicted canvas against its dataset row."""
     if row["kind"] == "sudoku":
         return sudoku_is_solved(pred, givens(row))
-    if row["kind"] == "zebra":
+    if row["kind"] in (zebra.KIND, zebra.HOUSE_KIND):
         size = row["size"]
         if len(_tokens(pred)) != len(_tokens(row["canvas"])):
             return False
-        table = zebra_canvas_to_table(pred, size)
-        return zebra_is_solved(table, row["clues"], zebra_canvas_to_table(row["canvas"], size))
+        table = zebra_canvas_to_table(pred, size, row["kind"])
+        return zebra_is_solved(table, row["clues"], zebra_canvas_to_table(row["canvas"], size, row["kind"]))
     raise ValueError(f"unknown puzzle kind {row['kind']!r}")
 
 

@@ -52,13 +52,14 @@ from trainers.arguments import CAUSAL_LOSS_TARGETS
 
 
 BACKBONES = ("t5", "t5gemma")
+KINDS = ("sudoku", zebra.KIND, zebra.HOUSE_KIND)  # the puzzle kinds of `puzzles.data` rows
 
 
 @dataclass
 class RecipeConfig:
     """One JSON file of `examples/configs/`: data, model size, and the two training stages."""
 
-    kind: str = "sudoku"
+    kind: str = "sudoku"  # or "zebra" (entity canvas) or "zebra-house" (Shah et al.'s house canvas, one size)
     size: int = 4  # Sudoku side; ignored for Zebra
     houses: str = "3,4"  # Zebra sizes (comma lists)
     attributes: str = "3,4"
@@ -123,6 +124,9 @@ class RecipeConfig:
     causal_loss_weight: float = 1.0
     causal_loss_target: str = "chain"  # GlauberTrainingArguments.causal_loss_target: "chain" (x_T) | "data"
     stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
+    # False: stage 1 leaves the zero-initialised time conditioning untouched, so the model it hands stage 2 computes
+    # the same at every τ (DESIGN §3), as a converted pretrained backbone does; True also trains it, at τ = 1 only
+    stage1_time_conditioning: bool = True
     eval_batch: int = 256
     # learning curve: every `curve_every` steps of either stage (0: none), the draft and N = num_rounds are evaluated
     # on the first `curve_puzzles` held-out puzzles (`LearningCurve`; results.json and learning_curve.png)
@@ -134,8 +138,15 @@ class RecipeConfig:
             raise ValueError(f"causal_loss_target must be one of {CAUSAL_LOSS_TARGETS}, got {self.causal_loss_target!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.kind not in ("sudoku", "zebra"):
-            raise ValueError(f"kind must be 'sudoku' or 'zebra', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == zebra.HOUSE_KIND:
+            if "," in self.houses or "," in self.attributes:
+                raise ValueError("kind 'zebra-house' sizes its canvas to the puzzle, so houses and attributes must be "
+                                 f"one size each, got houses={self.houses!r}, attributes={self.attributes!r}")
+            if self.canvas_index:
+                raise ValueError("kind 'zebra-house' keeps Shah et al.'s clue text: set canvas_index=false (its cells "
+                                 "are houses, not the entities `@k` words name)")
         if self.kind == "sudoku" and self.size not in BOX_SHAPES:
             raise ValueError(f"size must be a Sudoku side this project knows, one of {sorted(BOX_SHAPES)}, got "
                              f"{self.size!r}")
@@ -204,12 +215,13 @@ class RecipeConfig:
 
 # ------------------------------------------------------------------------------------------------ model + tokenizer
 def legal_canvas_tokens(kind: str, size: int | None = None) -> list[str]:
-    """Values a free canvas cell may hold: Sudoku `1..n`, Zebra `0..5`."""
+    """Values a free canvas cell may hold: Sudoku `1..n`, Zebra `0..5` (houses on the entity canvas, values on the
+    house canvas)."""
     if kind == "sudoku":
         return [str(v) for v in range(1, int(size) + 1)]
-    if kind == "zebra":
-        return [str(v) for v in range(6)]
-    raise ValueError(f"kind must be 'sudoku' or 'zebra', got {kind!r}")
+    if kind in (zebra.KIND, zebra.HOUSE_KIND):
+        return [str(v) for v in range(zebra.MAX_SIZE)]
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 def build_backbone(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
@@ -280,17 +292,27 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
 
 
 def recipe_canvas_factors(cfg: RecipeConfig) -> list[list[int]]:
-    """The puzzle's `canvas_position_factors`: Sudoku row, column, box; Zebra attribute, value."""
-    return canvas_factors(cfg.size) if cfg.kind == "sudoku" else zebra.canvas_factors()
+    """The puzzle's `canvas_position_factors`: Sudoku row, column, box; Zebra attribute and value (entity canvas) or
+    attribute and house (house canvas)."""
+    if cfg.kind == "sudoku":
+        return canvas_factors(cfg.size)
+    if cfg.kind == zebra.HOUSE_KIND:
+        return zebra.house_canvas_factors(int(cfg.houses), int(cfg.attributes))
+    return zebra.canvas_factors()
 
 
 def canvas_cells(cfg: RecipeConfig) -> int:
-    """Canvas length L: the Sudoku grid, or Zebra's fixed 6 × 6 answer table."""
-    return cfg.size * cfg.size if cfg.kind == "sudoku" else CANVAS_ROWS * CANVAS_COLS
+    """Canvas length L: the Sudoku grid, Zebra's fixed 6 × 6 entity table, or the puzzle's house table."""
+    if cfg.kind == "sudoku":
+        return cfg.size * cfg.size
+    if cfg.kind == zebra.HOUSE_KIND:
+        return int(cfg.houses) * int(cfg.attributes)
+    return CANVAS_ROWS * CANVAS_COLS
 
 
 def build_tokenizer(cfg: RecipeConfig) -> PreTrainedTokenizerFast:
-    return build_puzzle_tokenizer(cfg.kind, canvas_cells(cfg) if cfg.canvas_index else None)
+    vocabulary = "sudoku" if cfg.kind == "sudoku" else zebra.KIND  # both Zebra canvases write clues in one vocabulary
+    return build_puzzle_tokenizer(vocabulary, canvas_cells(cfg) if cfg.canvas_index else None)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GlauberT5ForDiffusion, PreTrainedTokenizerFast]:
@@ -611,11 +633,18 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
                  budget_s: float | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     collator = stage1_collator(model, cfg)
+    time_parameters = [p for p in model.time_conditioning.parameters() if p.requires_grad]
+    for p in time_parameters:
+        p.requires_grad_(cfg.stage1_time_conditioning)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                                          precision, cfg.seed, loader_workers(cfg, device)))
     trainer = Stage1Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator, budget_s=budget_s,
                             callbacks=callbacks)
-    return _run(trainer)
+    try:
+        return _run(trainer)
+    finally:
+        for p in time_parameters:
+            p.requires_grad_(True)
 
 
 def train_stage2(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",

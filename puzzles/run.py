@@ -101,20 +101,22 @@ def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int, n_t
         ds, _ = data.build_sudoku(cfg.size, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
     else:
         sizes = [(int(h), int(a)) for h in cfg.houses.split(",") for a in cfg.attributes.split(",")]
-        ds, _ = data.build_zebra(sizes, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False)
+        ds, _ = data.build_zebra(sizes, cfg.n_train, cfg.n_test, cfg.seed, workers=workers, progress=False,
+                                 house_canvas=cfg.kind == zebra.HOUSE_KIND)
     return ds
 
 
 def check_data_matches(cfg: RecipeConfig, ds: DatasetDict, data_dir: str) -> None:
-    """Refuse a dataset the config's model cannot solve: another kind, a Sudoku of another size (its canvas length
-    and values differ), or a Zebra size outside the fixed 6 × 6 answer canvas the Zebra tokenizer writes."""
+    """Refuse a dataset the config's model cannot solve: another kind, a Sudoku or house-canvas Zebra of another size
+    (its canvas length and values differ), or a Zebra size outside the fixed 6 × 6 entity canvas."""
     found = {(kind, size) for split in ds.values() for kind, size in zip(split["kind"], split["size"])}
-    if cfg.kind == "sudoku":
-        expected = f"sudoku {cfg.size}x{cfg.size}"
-        wrong = sorted(f"{kind} {size}" for kind, size in found if (kind, size) != ("sudoku", f"{cfg.size}x{cfg.size}"))
+    exact = {"sudoku": f"{cfg.size}x{cfg.size}", zebra.HOUSE_KIND: f"{cfg.houses}x{cfg.attributes}"}.get(cfg.kind)
+    if exact is not None:  # one canvas length and layout
+        expected = f"{cfg.kind} {exact}"
+        wrong = sorted(f"{kind} {size}" for kind, size in found if (kind, size) != (cfg.kind, exact))
     else:
         expected = f"zebra with houses and attributes in {zebra.MIN_SIZE}..{zebra.MAX_SIZE}"
-        wrong = sorted(f"{kind} {size}" for kind, size in found if kind != "zebra" or not _zebra_size_fits(size))
+        wrong = sorted(f"{kind} {size}" for kind, size in found if kind != zebra.KIND or not _zebra_size_fits(size))
     if wrong:
         raise ValueError(f"--data {data_dir} holds {', '.join(wrong)} puzzles, but the config's model is for "
                          f"{expected} puzzles")
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = list(ds["test"])[: args.eval_limit]
     save_rows(rows, out / "test.jsonl")
     budget = args.time_budget_s
-    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"zebra {cfg.houses} x {cfg.attributes}"
+    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"{cfg.kind} {cfg.houses} x {cfg.attributes}"
     machine = {"platform": platform.platform(), "device": args.device,
                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                "torch_threads": torch.get_num_threads()}

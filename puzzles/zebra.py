@@ -39,6 +39,8 @@ SYMMETRIC_TYPES = frozenset({"=", "!=", "nbr"})
 MIN_SIZE, MAX_SIZE = 3, 6
 CANVAS_ROWS = CANVAS_COLS = MAX_SIZE  # fixed 6 attributes x 6 houses canvas
 FILLER = "."
+# dataset kinds: the entity canvas (`canvas_position`) and Shah et al.'s house canvas (`house_canvas_position`)
+KIND, HOUSE_KIND = "zebra", "zebra-house"
 
 
 @dataclass(frozen=True)
@@ -647,3 +649,29 @@ def canvas_to_table(canvas: Sequence[str], n: int, m: int) -> list[list[int | No
                 claims[int(tok)].append(v)
         table.append([c[0] if len(c) == 1 else None for c in claims])
     return table
+
+
+def house_canvas_position(row: int, house: int, houses: int) -> int:
+    """Canvas index of attribute ``row`` (1-based) in house ``house`` on the house canvas of Shah et al.: the
+    answer table itself, ``houses`` cells per attribute row, sized to the puzzle (no filler). Each cell holds a value,
+    each attribute row is a permutation of ``0..houses-1``, and a clue names values, so a cell finds the clues about
+    it by what it holds, not by where it is."""
+    return (row - 1) * houses + house
+
+
+def house_canvas_factors(houses: int, attributes: int) -> list[list[int]]:
+    """Attribute row (0 = attribute 1) and house of every cell of the ``attributes x houses`` house canvas: its
+    `canvas_position_factors`."""
+    cells = range(houses * attributes)
+    return [[k // houses for k in cells], [k % houses for k in cells]]
+
+
+def table_to_house_canvas(table: Sequence[Sequence[int]], n: int, m: int) -> list[str]:
+    """Rows ``1..m`` of ``table`` as ``m * n`` tokens, the value of each attribute in each house."""
+    return [str(table[r][h]) for r in range(1, m + 1) for h in range(n)]
+
+
+def house_canvas_to_table(canvas: Sequence[str], n: int, m: int) -> list[list[int | None]]:
+    """Inverse of ``table_to_house_canvas``, including row 0; an unparsable or out-of-range token is ``None``."""
+    values = [int(t) if t.isdigit() and int(t) < n else None for t in canvas]
+    return [list(range(n))] + [values[(r - 1) * n:r * n] for r in range(1, m + 1)]

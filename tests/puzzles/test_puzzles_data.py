@@ -69,6 +69,22 @@ def test_zebra_rows(zebra_small) -> None:
         assert row["prompt"].split().count("CLUE_END") == row["n_clues"]
 
 
+def test_house_canvas_rows_hold_each_attribute_value_per_house_sized_to_the_puzzle() -> None:
+    ds, stats = data.build_zebra([(3, 4)], 12, 3, seed=3, workers=1, progress=False, house_canvas=True)
+    entity, _ = data.build_zebra([(3, 4)], 12, 3, seed=3, workers=1, progress=False)
+    assert stats["kind"] == "zebra-house"
+    _check_rows(ds)
+    for row, same in zip(ds["train"], entity["train"]):
+        assert row["kind"] == "zebra-house" and row["size"] == "3x4" and row["prompt"] == same["prompt"]
+        canvas = row["canvas"].split()
+        assert len(canvas) == 12 and not any(row["frozen"])
+        rows = [canvas[3 * r:3 * r + 3] for r in range(4)]
+        assert all(sorted(r) == ["0", "1", "2"] for r in rows)  # each attribute a permutation over the houses
+        # the entity canvas says where value v of attribute r lives; the house canvas says which value house h holds
+        entity_canvas = same["canvas"].split()
+        assert all(entity_canvas[(r - 1) * 6 + int(rows[r - 1][h])] == str(h) for r in range(1, 5) for h in range(3))
+
+
 def test_train_test_disjoint_and_deduplicated(sudoku4) -> None:
     ds, stats = sudoku4
     train = set(ds["train"]["prompt"])
@@ -166,6 +182,12 @@ def test_cli_make_sudoku_and_zebra(tmp_path: Path, capsys) -> None:
     assert rc == 0
     z = load_from_disk(str(zout))
     assert set(z["train"]["size"]) <= {"3x3", "3x4"} and z["test"].num_rows == 2
+
+    house = tmp_path / "house"
+    assert cli.main(["puzzles", "make", "zebra", "--houses", "4", "--attributes", "3", "--n", "5", "--test-size", "2",
+                     "--house-canvas", "--out", str(house), "--quiet"]) == 0
+    h = load_from_disk(str(house))
+    assert set(h["train"]["kind"]) == {"zebra-house"} and {len(c.split()) for c in h["train"]["canvas"]} == {12}
 
     screen = tmp_path / "lookup"
     rc = cli.main(["puzzles", "make", "zebra", "--houses", "3", "--attributes", "3,4", "--n", "5", "--test-size", "2",

@@ -154,6 +154,23 @@ def test_canvas_position_embeddings_reach_both_stages(sudoku4, tmp_path):
     assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
 
 
+def test_stage1_without_time_conditioning_hands_stage2_a_model_that_ignores_time(sudoku4, tmp_path):
+    cfg = RecipeConfig(**TINY, stage1_steps=20, stage1_time_conditioning=False)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(sudoku4["train"], tok)
+    before = {k: v.clone() for k, v in model.time_conditioning.state_dict().items()}
+    backbone_before = model.backbone.shared.weight.detach().clone()
+    torch.manual_seed(0)
+    train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert not torch.equal(model.backbone.shared.weight, backbone_before)
+    after = model.time_conditioning.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.time_conditioning.parameters())  # stage 2 trains it
+    modulation = model.time_conditioning(torch.tensor([0.1, 0.5, 1.0]))
+    assert float(modulation.abs().max()) == 0.0  # identical computation at every τ
+
+
 def test_stage1_collator_encodes_both_modes(tiny):
     cfg, tok, model, train = tiny
     legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
@@ -705,7 +722,10 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(prompt_positions=True), "prompt_positions needs canvas_factors"),
      (dict(peer_attention=True), "peer_attention needs canvas_factors=true"),
      (dict(peer_attention_decoder=True, canvas_factors=True), "peer_attention_decoder needs peer_attention=true"),
-     (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'")],
+     (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'"),
+     (dict(kind="zebra-house", houses="3,4", attributes="3"), "houses and attributes must be one size each"),
+     (dict(kind="zebra-house", houses="3", attributes="3", canvas_index=True), "set canvas_index=false"),
+     (dict(kind="kakuro"), r"kind must be one of \('sudoku', 'zebra', 'zebra-house'\), got 'kakuro'")],
 )
 def test_recipe_refuses_encodings_it_cannot_build(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -833,6 +853,26 @@ def test_stage1_loss_skips_decoder_padding_and_equals_the_one_forward_loss(sudok
     for name, param in model.named_parameters():
         if name in expected:
             torch.testing.assert_close(param.grad, expected[name], atol=1e-6, rtol=1e-5)
+
+
+def test_house_canvas_zebra_trains_both_stages_on_a_canvas_sized_to_the_puzzle(tmp_path):
+    ds, _ = data.build_zebra([(3, 4)], 24, 4, 0, workers=1, progress=False, house_canvas=True)
+    cfg = RecipeConfig(**{**TINY, "kind": "zebra-house"}, houses="3", attributes="4", canvas_factors=True,
+                       peer_attention=True, stage1_steps=20, stage2_steps=2)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    # cells of one attribute row (a permutation over the houses) share factor 0, the cells of one house factor 1
+    assert model.config.canvas_position_factors == zebra.house_canvas_factors(3, 4)
+    train = tokenized(ds["train"], tok)
+    assert all(len(row["canvas_ids"]) == 12 for row in train)
+    torch.manual_seed(0)
+    stage1 = train_stage1(model, train, cfg, str(tmp_path / "s1"))
+    assert stage1["last_loss"] < stage1["first_loss"]
+    assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
+    rows = list(ds["test"])
+    predictions, _ = glauber_predictions(model.eval(), tok, rows, num_rounds=1)
+    assert all(len(p) == 12 and set(p) <= set(legal_canvas_tokens("zebra-house")) for p in predictions)
+    assert evaluate_predictions([r["canvas"] for r in rows], rows)["solved"] == 1.0
 
 
 def test_zebra_clue_words_carry_the_embedding_of_the_cell_they_name():

@@ -99,6 +99,20 @@ def test_zebra_checker() -> None:
     assert not metrics.is_solved(two_in_one_house, row)
 
 
+def test_zebra_checker_reads_the_house_canvas() -> None:
+    p = zebra.generate_one(4, 3, seed=3, index=0)
+    row = data.zebra_row(p, house_canvas=True)
+    canvas = row["canvas"].split()
+    assert len(canvas) == 12 and metrics.is_solved(canvas, row)
+    assert metrics.zebra_canvas_to_table(canvas, "4x3", "zebra-house") == [list(r) for r in p.table[1:]]
+    swapped = list(canvas)
+    swapped[0], swapped[1] = swapped[1], swapped[0]  # still a permutation row, but the answer is unique
+    assert not metrics.is_solved(swapped, row)
+    assert not metrics.is_solved(canvas[:-1], row)
+    assert not metrics.is_solved(["9"] + canvas[1:], row)
+    assert zebra.house_canvas_factors(4, 3) == [[k // 4 for k in range(12)], [k % 4 for k in range(12)]]
+
+
 def test_wilson_interval_numbers() -> None:
     lo, hi = metrics.wilson_interval(5, 10)
     assert lo == pytest.approx(0.236593, abs=1e-5) and hi == pytest.approx(0.763407, abs=1e-5)
