@@ -14,6 +14,11 @@ Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
   UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass (for a
   `slot_shuffle` share, in a random order of the slots: `[start, <extra_id_j>]` first, as a parallel update reads it).
 
+With `stage1_time_conditioning=False` stage 1 leaves the time conditioning at its zero initialisation: trained at
+τ = 1 alone it would fit τ = 1 and leave the times the reverse pass visits afterwards untrained, so the stage-1 model
+would refine worse than it infills until stage 2 had trained them (docs/puzzles.md, "Stage 1 without time
+conditioning").
+
 Stage 2 is `trainers.GlauberTrainer` (DWDSE against an EMA reference, plus the causal loss so the draft keeps
 improving). Both stages share `trainers`' data format (`input_ids`, `canvas_ids`, `frozen`); the encodings come
 from `modeling_glauber.infill`, so training sees exactly what `generate()` builds.

@@ -29,10 +29,19 @@ class GlauberT5Config(PreTrainedConfig):
             for every canvas position k (Sudoku: row, column, box): `E[k] = Σ_f F_f[index_f(k)]`, each table F_f
             zero-initialised with `max(index_f) + 1` rows, added wherever the canvas position embedding is. Every
             list has the canvas length L; None (the default) adds nothing.
+        canvas_peer_attention: add a learned, zero-initialised score bias β[f, h] to the encoder self-attention
+            between two tokens whose canvas positions share factor f's index (peers: the same row, column or box),
+            for every head h of a T5 backbone; needs canvas_position_factors (`peer_attention.py`).
+        canvas_peer_attention_decoder: the same bias, with its own β, in the CAUSAL-GEN decoder's self-attention
+            (step j holds the cell π_0(j) it writes) and in its cross-attention to the prompt's cells; needs
+            canvas_peer_attention.
         canvas_given_embedding: add a learned, zero-initialised vector to the MASK-INFILL encoder token of every
             frozen canvas position (a puzzle's givens), so the infill tells givens from values it may change.
         prompt_canvas_positions: the prompt holds one token per canvas position, in canvas order (a Sudoku grid
             with blanks): prompt token k gets the canvas embedding of position k in both modes.
+        canvas_position_token_ids: ids of words that name a canvas position: a prompt token equal to
+            `canvas_position_token_ids[k]` gets the canvas embedding of position k in both modes, wherever it stands
+            (a Zebra clue naming the cell of an entity), so the link from a clue to its cell is in the input.
         infill_reads_prompt: MASK-INFILL reads `[R] + P + x + </s>` (True, the default); False drops P, for puzzles
             whose givens are frozen canvas cells, so the infill encoder reads only the canvas.
         r_mode_token_id / s_mode_token_id / x_mode_token_id: UL2 mode tokens ([NLU], [S2S], [NLG]); None omits them.
@@ -55,7 +64,10 @@ class GlauberT5Config(PreTrainedConfig):
     canvas_position_embeddings: int = 0
     canvas_position_factors: list[list[int]] | None = None
     canvas_given_embedding: bool = False
+    canvas_peer_attention: bool = False
+    canvas_peer_attention_decoder: bool = False
     prompt_canvas_positions: bool = False
+    canvas_position_token_ids: list[int] | None = None
     infill_reads_prompt: bool = True
     r_mode_token_id: int | None = None
     s_mode_token_id: int | None = None
@@ -143,9 +155,29 @@ class GlauberT5Config(PreTrainedConfig):
                     "canvas_position_embeddings must cover the canvas of canvas_position_factors "
                     f"({len(factors[0])} positions), got {self.canvas_position_embeddings}"
                 )
-        for name in ("canvas_given_embedding", "prompt_canvas_positions", "infill_reads_prompt"):
+        for name in ("canvas_given_embedding", "canvas_peer_attention", "canvas_peer_attention_decoder",
+                     "prompt_canvas_positions", "infill_reads_prompt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        named = self.canvas_position_token_ids
+        if named is not None:
+            if (not isinstance(named, (list, tuple)) or not named
+                    or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in named)):
+                raise ValueError(f"canvas_position_token_ids must be a non-empty list of token ids >= 0, got {named!r}")
+            if len(set(named)) != len(named):
+                raise ValueError("canvas_position_token_ids must name each canvas position by a different token id")
+            limit = self.canvas_length_limit
+            if limit is None or len(named) > limit:
+                raise ValueError(
+                    f"canvas_position_token_ids names {len(named)} canvas positions, but the model embeds "
+                    f"{limit or 0} (canvas_position_embeddings / the length of canvas_position_factors)"
+                )
+        if self.canvas_peer_attention and not factors:
+            raise ValueError(
+                "canvas_peer_attention needs canvas_position_factors (the factors that make two cells peers)"
+            )
+        if self.canvas_peer_attention_decoder and not self.canvas_peer_attention:
+            raise ValueError("canvas_peer_attention_decoder needs canvas_peer_attention=True")
         if self.prompt_canvas_positions and self.canvas_length_limit is None:
             raise ValueError(
                 "prompt_canvas_positions needs canvas positions to embed: set canvas_position_embeddings > 0 or "

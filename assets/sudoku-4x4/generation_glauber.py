@@ -27,14 +27,18 @@ from .sampling import (
     STREAM_METROPOLIS_ACCEPT,
     STREAM_METROPOLIS_PROPOSAL,
     STREAM_METROPOLIS_START,
+    STREAM_REFINE,
     SamplingParams,
     counter_uniform,
     filter_logits,
     resolve_seeds,
     sample_tokens,
 )
+from .time_conditioning import memoizing_modulation
 
 METROPOLIS_STARTS = ("draft", "uniform", "canvas")
+# blocks whose time modulations `glauber_refine` computes in one batch (bounds the memo to this many rows)
+_PREFILL_BLOCKS = 64
 
 # energy(prompt_ids, canvas) -> [B] log p_E(canvas | prompt) (an additive constant per prompt is harmless)
 EnergyFn = Callable[[list[list[int]], torch.Tensor], torch.Tensor]
@@ -156,7 +160,55 @@ def _check_beta(energy_beta) -> float:
 
 
 class GlauberGenerationMixin:
-    """`metropolis_refine`: the Metropolis–Hastings chain of this module's docstring, beside `generate()`."""
+    """`glauber_refine`: the reverse rounds of `generate()` (DESIGN §5, with parallel updates of §8), and
+    `metropolis_refine`: the Metropolis–Hastings chain of this module's docstring."""
+
+    @torch.no_grad()
+    def glauber_refine(
+        self,
+        prefix: GlauberPrefix,
+        sequences: torch.Tensor,
+        frozen: torch.Tensor,
+        blocks: list[list[int]],
+        num_rounds: int,
+        mask_window: int,
+        params: SamplingParams,
+        seeds: torch.Tensor,
+        trajectory: list[torch.Tensor] | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        r"""
+        Reverse Glauber rounds n = N' … 1 in place on `sequences` `[B, L]`: for each block of steps t_0 > t_1 > …
+        (`GlauberSchedule.update_blocks`) one MASK-INFILL call at τ = t_0/T masks the block's positions and the
+        mask window beyond (`block_window`), and each `x[k_{t_j}]` is drawn from its own slot with the randomness of
+        step t_j. Blocks of one step are the exact single-site sampler. Frozen positions keep their values;
+        `trajectory` gets the canvas after each round.
+        """
+        schedule = self.schedule(sequences.shape[1])
+        length = schedule.length
+        pending = iter(blocks)
+        steps = next(pending, None)
+        done = 0
+        for n in range(num_rounds, 0, -1):
+            while steps is not None and (steps[0] - 1) // length + 1 == n:
+                if done % _PREFILL_BLOCKS == 0:  # the time MLP of the next blocks' τ in one batch (memoised scope)
+                    upcoming = blocks[done : done + _PREFILL_BLOCKS]
+                    self.prefill_modulation(schedule.tau(torch.tensor([b[0] for b in upcoming])).to(sequences.device))
+                done += 1
+                window, valid = (t.to(sequences.device) for t in schedule.block_window(steps, mask_window))
+                window_valid = valid.unsqueeze(0) & ~frozen[:, window]
+                tau = schedule.tau(steps[0]).to(sequences.device).view(1)
+                logits = self.infill_block_logits(prefix, sequences, window, window_valid, tau, len(steps))
+                for j, t in enumerate(steps):
+                    k = window[j]
+                    sampled = sample_tokens(logits[:, j], params, seeds, STREAM_REFINE, t)
+                    sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
+                if progress is not None:
+                    progress.update(1)
+                steps = next(pending, None)
+            if trajectory is not None:  # a round ends whether or not its last steps ran
+                trajectory.append(sequences.clone())
+        return sequences
 
     def _bind_energy(self, energy, prefix: GlauberPrefix) -> Callable[[torch.Tensor], torch.Tensor]:
         """`canvas [B, L] -> log p_E(canvas | P) [B]` (float64) for this batch's prompts."""
@@ -203,6 +255,7 @@ class GlauberGenerationMixin:
         return noise
 
     @torch.no_grad()
+    @memoizing_modulation
     def metropolis_refine(
         self,
         input_ids: torch.LongTensor | None = None,

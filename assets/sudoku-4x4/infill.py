@@ -158,16 +158,40 @@ def prompt_canvas_positions(prefix_mask: torch.Tensor, length: int, mode_token: 
     return positions
 
 
+def named_canvas_positions(ids: torch.Tensor, position_token_ids: list[int]) -> torch.Tensor:
+    """`[B, W]` canvas position k of each token equal to `position_token_ids[k]`; -1 for every other token."""
+    table = torch.full((max(position_token_ids) + 1,), -1, dtype=torch.long, device=ids.device)
+    table[torch.as_tensor(position_token_ids, device=ids.device)] = torch.arange(len(position_token_ids),
+                                                                                 device=ids.device)
+    inside = ids < table.shape[0]
+    return torch.where(inside, table[ids.clamp(max=table.shape[0] - 1)], -1)
+
+
+def prefix_canvas_positions(
+    ids: torch.Tensor, mask: torch.Tensor, length: int, prompt_positions: bool, mode_token: bool,
+    position_token_ids: list[int] | None,
+) -> torch.Tensor:
+    """Canvas positions of a left-packed `[mode] + P`: the grid's (`prompt_canvas_positions`) and those of the words
+    that name a position (`named_canvas_positions`); -1 elsewhere."""
+    if prompt_positions:
+        head = prompt_canvas_positions(mask, length, mode_token)
+    else:
+        head = torch.full(ids.shape, -1, dtype=torch.long, device=ids.device)
+    if position_token_ids:
+        named = named_canvas_positions(ids, position_token_ids)
+        head = torch.where((named >= 0) & mask.bool(), named, head)
+    return head
+
+
 def infill_canvas_positions(
-    prefix: GlauberPrefix, length: int, prompt_positions: bool = False, mode_token: bool = False
+    prefix: GlauberPrefix, length: int, prompt_positions: bool = False, mode_token: bool = False,
+    position_token_ids: list[int] | None = None,
 ) -> torch.Tensor:
     """Canvas position of each token of `infill_encoder_inputs` (-1 for the prefix and `</s>`): `[B, P + L + 1]`.
-    With `prompt_positions`, the prompt tokens hold theirs too (`prompt_canvas_positions`)."""
+    With `prompt_positions` or `position_token_ids`, prompt tokens hold theirs too (`prefix_canvas_positions`)."""
     device = prefix.infill_ids.device
-    if prompt_positions:
-        head = prompt_canvas_positions(prefix.infill_mask, length, mode_token)
-    else:
-        head = torch.full((prefix.batch_size, prefix.infill_ids.shape[1]), -1, dtype=torch.long, device=device)
+    head = prefix_canvas_positions(prefix.infill_ids, prefix.infill_mask, length, prompt_positions, mode_token,
+                                   position_token_ids)
     canvas = torch.arange(length, device=device).expand(prefix.batch_size, -1)
     eos = torch.full((prefix.batch_size, 1), -1, dtype=torch.long, device=device)
     return torch.cat([head, canvas, eos], dim=1)
@@ -185,26 +209,41 @@ def infill_canvas_given(prefix: GlauberPrefix, length: int) -> torch.Tensor | No
     return torch.cat([head, prefix.given, eos], dim=1)
 
 
-def infill_decoder_inputs(batch_size: int, decoder_start_id: int, sentinel_0: int, device: torch.device) -> torch.Tensor:
-    """MASK-INFILL decoder input `[decoder_start, <extra_id_0>]`."""
-    return torch.tensor([[decoder_start_id, sentinel_0]], dtype=torch.long, device=device).expand(batch_size, -1)
+def infill_decoder_inputs(
+    batch_size: int, decoder_start_id: int, sentinels: int | list[int], device: torch.device
+) -> torch.Tensor:
+    """MASK-INFILL decoder input `[decoder_start, <extra_id_0>]` (`sentinels` an id): `[B, 2]`. With a list of the
+    first m sentinel ids (parallel updates), one row `[decoder_start, <extra_id_j>]` per row b and slot j, in the
+    order (b, j): `[B·m, 2]`."""
+    ids = [sentinels] if isinstance(sentinels, int) else list(sentinels)
+    rows = torch.tensor([[decoder_start_id, s] for s in ids], dtype=torch.long, device=device)
+    return rows.repeat(batch_size, 1) if len(ids) > 1 else rows.expand(batch_size, -1)
 
 
 def infill_span_targets(
-    targets: torch.Tensor, window_valid: torch.Tensor, decoder_start_id: int, sentinel_token_ids: list[int]
+    targets: torch.Tensor,
+    window_valid: torch.Tensor,
+    decoder_start_id: int,
+    sentinel_token_ids: list[int],
+    slot_order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-only UL2 R-denoising decoder: `[decoder_start, <extra_id_0>, v_0, <extra_id_1>, v_1, …]` and labels
     scoring each `v_j` (the true value behind sentinel j).
 
     It starts with `infill_decoder_inputs`, so the first score is exactly the MASK-INFILL prediction that generation
     reads; the later ones give one encoder pass several targets, as T5 span corruption does.
-    `targets`/`window_valid` are `[B, m]`; rows with fewer valid slots are padded with -100 labels.
+    `targets`/`window_valid` are `[B, m]`; rows with fewer valid slots are padded with -100 labels. `slot_order`
+    `[B, m]` (a permutation of the slots per row, valid ones first) visits the slots in that order instead:
+    `[decoder_start, <extra_id_j>, v_j, …]` for j = `slot_order[b, 0]` first, the row that a parallel update
+    (`generate(update_block=m)`) reads for slot j.
     """
     batch, slots = targets.shape
     sentinels = torch.tensor(sentinel_token_ids[:slots], dtype=torch.long, device=targets.device).expand(batch, -1)
+    if slot_order is not None:
+        sentinels, targets, window_valid = (t.gather(1, slot_order) for t in (sentinels, targets, window_valid))
     pairs = torch.stack([sentinels, targets], dim=2).reshape(batch, 2 * slots)  # s_0 v_0 s_1 v_1 …
-    head = infill_decoder_inputs(batch, decoder_start_id, sentinel_token_ids[0], targets.device)
-    decoder_ids = torch.cat([head, pairs[:, 1:-1]], dim=1)
+    head = torch.full((batch, 1), decoder_start_id, dtype=torch.long, device=targets.device)
+    decoder_ids = torch.cat([head, pairs[:, :-1]], dim=1)
     scored = torch.stack([torch.zeros_like(window_valid), window_valid], dim=2).reshape(batch, 2 * slots)
     labels = torch.where(scored, pairs, torch.full_like(pairs, -100))
     return decoder_ids, labels
@@ -243,6 +282,8 @@ __all__ = [
     "causal_encoder_inputs",
     "infill_canvas_given",
     "infill_canvas_positions",
+    "named_canvas_positions",
+    "prefix_canvas_positions",
     "prompt_canvas_positions",
     "infill_encoder_inputs",
     "infill_decoder_inputs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
+from .cross_attention import enable_folded_cross_attention
 from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
@@ -33,15 +35,17 @@ from .infill import (
     infill_decoder_inputs,
     infill_encoder_inputs,
     infill_encoder_width,
-    prompt_canvas_positions,
+    prefix_canvas_positions,
 )
-from .sampling import STREAM_DRAFT, STREAM_REFINE, SamplingParams, resolve_seeds, sample_tokens
+from .peer_attention import PeerBiasHook, PeerBiasState, first_attentions, peer_attention_bias
+from .sampling import STREAM_DRAFT, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
 from .time_conditioning import (
     GlauberTimeConditioning,
     ModulationState,
     attach_time_conditioning,
     checkpoint_with_modulation,
+    memoizing_modulation,
 )
 
 logger = logging.get_logger(__name__)
@@ -71,8 +75,9 @@ class GlauberGenerateOutput(ModelOutput):
 
     sequences: `[B, L]` the canvas after the reverse Glauber rounds (positions in natural order).
     draft_sequences: `[B, L]` the CAUSAL-GEN draft x_T.
-    num_model_calls: batched network invocations: L for the draft plus one per refinement step that was not frozen
-        for every row ((N+1)·L without frozen positions).
+    num_model_calls: batched network invocations: L for the draft plus one per refinement call ((N+1)·L without
+        frozen positions; with `update_block` m, one call per block of up to m steps of a round whose position is
+        not frozen in every row, its decoder running m rows per canvas).
     trajectory: optional `[N+1, B, L]`: the draft, then the canvas after each round (n = N … 1).
     """
 
@@ -143,6 +148,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         self.backbone = backbone
         self._modulation_state = ModulationState()
         norm_dims = attach_time_conditioning(self.backbone, self._modulation_state)
+        enable_folded_cross_attention(self.backbone)
         self.time_conditioning = GlauberTimeConditioning(
             norm_dims, config.time_frequency_dim, config.time_embedding_dim
         )
@@ -155,6 +161,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             nn.ModuleList(nn.Embedding(max(index) + 1, d_model) for index in factors) if factors else None
         )
         self.canvas_given_embedding = nn.Embedding(1, d_model) if config.canvas_given_embedding else None
+        # β[f, h] of the encoder's self-attention and of the CAUSAL-GEN decoder's self- and cross-attention
+        self.canvas_peer_bias = self.canvas_decoder_peer_bias = self.canvas_cross_peer_bias = None
+        self._peer_state = PeerBiasState()
+        if config.canvas_peer_attention:
+            attentions = first_attentions(self.backbone, config.canvas_peer_attention_decoder)
+            heads = attentions["encoder"].n_heads
+            self.canvas_peer_bias = nn.Embedding(len(factors), heads)
+            if config.canvas_peer_attention_decoder:
+                self.canvas_decoder_peer_bias = nn.Embedding(len(factors), heads)
+                self.canvas_cross_peer_bias = nn.Embedding(len(factors), heads)
+            for name, attention in attentions.items():
+                attention.register_forward_pre_hook(PeerBiasHook(self._peer_state, name), with_kwargs=True)
         # Plain tensors, not buffers: from_pretrained materialises buffers from the meta device without values.
         self._special_tensors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._factor_index: dict[torch.device, torch.Tensor] = {}
@@ -249,7 +267,17 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 
     def modulation(self, timesteps: torch.Tensor):
         """Context manager: every backbone call inside runs at diffusion times `timesteps` (`[B]` or `[1]`)."""
-        return self._modulation_state.use(self.time_conditioning(timesteps))
+        return self._modulation_state.use(self._modulation_state.modulation_for(timesteps, self.time_conditioning))
+
+    def prefill_modulation(self, timesteps: torch.Tensor) -> None:
+        """Inside `memoized_modulation`: compute the modulation of every τ in `timesteps` `[n]` at once (no-op
+        outside)."""
+        self._modulation_state.prefill(timesteps, self.time_conditioning)
+
+    def memoized_modulation(self, store: dict | None = None):
+        """Context manager for no-grad callers whose weights stay fixed inside it (`generate`, a noising chain): the
+        time MLP runs once per distinct τ; `store` (e.g. a reference's, cleared at each refresh) may outlive it."""
+        return self._modulation_state.memoized(store)
 
     @property
     def has_canvas_embedding(self) -> bool:
@@ -267,16 +295,42 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         if self.canvas_position_embedding is not None:
             out = out + self.canvas_position_embedding(k)
         if self.canvas_factor_embeddings is not None:
-            device = positions.device
-            if device not in self._factor_index:
-                self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
-            index = self._factor_index[device]
+            index = self._factor_table(positions.device)
             for f, table in enumerate(self.canvas_factor_embeddings):
                 out = out + table(index[f][k])
         out = out * held.unsqueeze(-1)
         if given is not None and self.canvas_given_embedding is not None:
             out = out + self.canvas_given_embedding.weight[0] * (given & held).unsqueeze(-1)
         return out
+
+    def _factor_table(self, device: torch.device) -> torch.Tensor:
+        """`[F, L]` index_f(k) of `canvas_position_factors`, one copy per device."""
+        if device not in self._factor_index:
+            self._factor_index[device] = torch.tensor(self.config.canvas_position_factors, device=device)
+        return self._factor_index[device]
+
+    def peer_biases(self, canvas_positions: torch.Tensor | None,
+                    decoder_canvas_positions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Peer biases (`peer_attention.py`) of an encoder input holding `canvas_positions` `[B, S]` and a decoder
+        input holding `decoder_canvas_positions` `[B, T]`, by attention; empty for a model without them."""
+        if self.canvas_peer_bias is None or canvas_positions is None:
+            return {}
+        index = self._factor_table(canvas_positions.device)
+        biases = {"encoder": peer_attention_bias(canvas_positions, canvas_positions, index,
+                                                 self.canvas_peer_bias.weight)}
+        if self.canvas_decoder_peer_bias is not None and decoder_canvas_positions is not None:
+            biases["decoder"] = peer_attention_bias(decoder_canvas_positions, decoder_canvas_positions, index,
+                                                    self.canvas_decoder_peer_bias.weight)
+            biases["cross"] = peer_attention_bias(decoder_canvas_positions, canvas_positions, index,
+                                                  self.canvas_cross_peer_bias.weight)
+        return biases
+
+    def peer_attention(self, canvas_positions: torch.Tensor | None,
+                       decoder_canvas_positions: torch.Tensor | None = None):
+        """Context manager: the backbone call inside adds the peer biases of its tokens' canvas positions
+        (`config.canvas_peer_attention`; a no-op for models without it or calls without positions)."""
+        biases = self.peer_biases(canvas_positions, decoder_canvas_positions)
+        return self._peer_state.use(**biases) if biases else nullcontext()
 
     def embed_with_canvas_positions(
         self,
@@ -347,7 +401,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 "decoder_canvas_positions",
             )
             decoder_input_ids = None
-        with self.modulation(tau):
+        with self.modulation(tau), self.peer_attention(canvas_positions, decoder_canvas_positions):
             return self.backbone(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -399,10 +453,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 
     def causal_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
         """`canvas_positions` of the CAUSAL-GEN encoder tokens `[S] + P + </s>` when the prompt describes the canvas
-        (`prompt_canvas_positions`); empty otherwise."""
-        if not self.config.prompt_canvas_positions:
+        (`prompt_canvas_positions`) or names positions (`canvas_position_token_ids`); empty otherwise."""
+        c = self.config
+        if not (c.prompt_canvas_positions or c.canvas_position_token_ids):
             return {}
-        head = prompt_canvas_positions(prefix.causal_mask, length, self.config.s_mode_token_id is not None)
+        head = prefix_canvas_positions(prefix.causal_ids, prefix.causal_mask, length, c.prompt_canvas_positions,
+                                       c.s_mode_token_id is not None, c.canvas_position_token_ids)
         return {"canvas_positions": torch.cat([head, torch.full_like(head[:, :1], -1)], dim=1)}
 
     def infill_encoder_annotations(self, prefix: GlauberPrefix, length: int) -> dict[str, torch.Tensor]:
@@ -417,6 +473,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 length,
                 prompt_positions=c.prompt_canvas_positions and c.infill_reads_prompt,
                 mode_token=c.r_mode_token_id is not None,
+                position_token_ids=c.canvas_position_token_ids if c.infill_reads_prompt else None,
             )
         }
         given = infill_canvas_given(prefix, length)
@@ -511,8 +568,12 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
                 self.backbone.get_encoder().embed_tokens, enc_ids, annotations["canvas_positions"], "canvas_positions"
             )}
+        # step j holds π_0(j): its peer-bias rows are row j of the whole draft's, over the j + 1 tokens so far (the
+        # encoder pass reads only the "encoder" bias: the decoder's hooks do not run in it)
+        biases = self.peer_biases(annotations.get("canvas_positions"), order_positions.expand(batch, -1))
         with self.modulation(torch.ones(1, device=canvas.device)):
-            encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
+            with self._peer_state.use(**biases):
+                encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
             cache = None
             for step, position in enumerate(order):
                 if step_positions is None:
@@ -520,13 +581,16 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 else:
                     embeds = embed_tokens(token)
                     decoder = {"decoder_inputs_embeds": embeds + step_positions[step].to(embeds.dtype)}
-                out = self.backbone(
-                    encoder_outputs=encoder_outputs,
-                    attention_mask=enc_mask,
-                    cache=cache,
-                    use_cache=True,
-                    **decoder,
-                )
+                step_biases = {"decoder": biases["decoder"][:, :, step:step + 1, :step + 1],
+                               "cross": biases["cross"][:, :, step:step + 1]} if "decoder" in biases else {}
+                with self._peer_state.use(**step_biases):
+                    out = self.backbone(
+                        encoder_outputs=encoder_outputs,
+                        attention_mask=enc_mask,
+                        cache=cache,
+                        use_cache=True,
+                        **decoder,
+                    )
                 cache = out.cache
                 sampled = sample_tokens(self.content_logits(out.logits[:, -1]), params, seeds, STREAM_DRAFT, step)
                 chosen = torch.where(frozen[:, position], draft[:, position], sampled)
@@ -550,11 +614,71 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         `window_positions`/`window_valid` are `[B, w]` or `[w]` (shared by every row); slot 0 is the predicted
         position k. `timesteps` is τ per row or a scalar.
         """
+        return self.infill_block_logits(prefix, canvas, window_positions, window_valid, timesteps)[:, 0]
+
+    def infill_block_logits(
+        self,
+        prefix: GlauberPrefix,
+        canvas: torch.Tensor,
+        window_positions: torch.Tensor,
+        window_valid: torch.Tensor,
+        timesteps: torch.Tensor | float,
+        num_predicted: int = 1,
+    ) -> torch.Tensor:
+        r"""
+        MASK-INFILL of the first `num_predicted` = m window slots from one encoder pass: `[B, m, V]` logits (content
+        tokens only). Slot j's decoder row is `[decoder_start, <extra_id_j>]` over the shared encoder output, so
+        slot 0 is `infill_logits`; each slot is predicted given the others masked, which is not their joint law
+        (parallel Glauber, DESIGN §8). The LM head runs on the predicted decoder position only.
+        """
+        width = window_positions.shape[-1]
+        if isinstance(num_predicted, bool) or not isinstance(num_predicted, int) or not 1 <= num_predicted <= width:
+            raise ValueError(
+                f"num_predicted must be an integer in [1, {width}] (the window's slots), got {num_predicted!r}"
+            )
         inputs = self.infill_inputs(prefix, canvas, window_positions, window_valid, timesteps)
-        return self.content_logits(self(**inputs, use_cache=False).logits[:, -1])
+        batch, mask = canvas.shape[0], inputs["attention_mask"]
+        tau = self._timesteps(inputs["timesteps"], batch, canvas.device)
+        encoder = self.backbone.get_encoder()
+        if "canvas_positions" in inputs:
+            encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
+                encoder.embed_tokens, inputs["input_ids"], inputs["canvas_positions"], "canvas_positions",
+                inputs.get("canvas_given"),
+            )}
+        else:
+            encoder_inputs = {"input_ids": inputs["input_ids"]}
+        decoder_ids = infill_decoder_inputs(
+            batch, self.config.decoder_start_id, self.config.sentinel_token_ids[:num_predicted], canvas.device
+        )
+        with self.modulation(tau), self.peer_attention(inputs.get("canvas_positions")):
+            hidden = encoder(attention_mask=mask, **encoder_inputs).last_hidden_state
+            modulation = self._modulation_state.current
+        if num_predicted > 1:  # decoder row b·m + j reads row b's encoder output
+            hidden, mask = hidden.repeat_interleave(num_predicted, 0), mask.repeat_interleave(num_predicted, 0)
+            if modulation.shape[0] > 1:
+                modulation = modulation.repeat_interleave(num_predicted, 0)
+        with self._modulation_state.use(modulation):
+            decoded = self.backbone.get_decoder()(
+                input_ids=decoder_ids, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=False
+            ).last_hidden_state
+        logits = self._lm_head(decoded[:, -1:])
+        return self.content_logits(logits.view(batch, num_predicted, -1))
+
+    def _lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The backbone's output layer on decoder states, as the backbone's own forward applies it (T5's output
+        scaling, T5-Gemma's final soft-capping)."""
+        backbone = self.backbone
+        if getattr(backbone.config, "scale_decoder_outputs", False):
+            hidden = hidden * (backbone.model_dim**-0.5)
+        logits = backbone.lm_head(hidden)
+        cap = getattr(backbone.get_decoder().config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     # ----------------------------------------------------------------------------------------------- generation
     @torch.no_grad()
+    @memoizing_modulation
     def generate(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -566,6 +690,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         frozen_mask: torch.Tensor | None = None,
         num_rounds: int | None = None,
         mask_window: int | None = None,
+        update_block: int = 1,
         do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
@@ -583,7 +708,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
     ) -> torch.LongTensor | GlauberGenerateOutput:
         r"""
         The reverse Glauber process (DESIGN §5): x_T ~ CAUSAL-GEN(P), then for t = T' … 1 resample x[k_t] by
-        MASK-INFILL at τ = t/T. Costs (N+1)·L batched model calls; frozen positions are never resampled.
+        MASK-INFILL at τ = t/T (`glauber_refine`). Costs (N+1)·L batched model calls; frozen positions are never
+        resampled.
 
         Args:
             input_ids, attention_mask: the prompts P (encoder-side prefix; any padding side; may be None).
@@ -593,6 +719,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             num_rounds: N' ≤ config.num_rounds; the last N' rounds of the training schedule run, starting from the
                 draft (time is still normalised by T = config.num_rounds·L). 0 returns the draft.
             mask_window: w (default: the config's).
+            update_block: m, positions of the schedule updated per model call (parallel Glauber, DESIGN §8): one
+                encoder pass masks the next m positions of a round (and the mask window beyond) and the decoder
+                predicts each of them in its own row, sampled independently. m = 1 is the exact single-site sampler;
+                m > 1 is not exact (each position is drawn given the other m - 1 masked, not from their joint) and
+                costs L + ⌈N'·L / m⌉ calls (per round, fewer with frozen positions).
             do_sample, temperature, top_k, top_p: sampling of both modes (greedy when do_sample is False);
                 `draft_sampling` / `refine_sampling` override fields for one mode.
             seed: int (row i uses seed + i), one per row, or None (drawn from torch's global generator). A row's
@@ -659,13 +790,22 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 f"the backbone's maximum sequence length {limit}"
             )
         seeds = resolve_seeds(seed, batch, self.device)
+        if isinstance(update_block, bool) or not isinstance(update_block, int) or update_block < 1:
+            raise ValueError(
+                f"update_block must be an integer >= 1 (positions updated per model call), got {update_block!r}"
+            )
+        masked = min(update_block, length) + mask_window - 1
+        if masked > len(self.sentinel_ids):
+            raise ValueError(
+                f"update_block={update_block} with mask_window={mask_window} masks up to {masked} positions per call, "
+                f"one sentinel each, but the config has {len(self.sentinel_ids)} sentinel_token_ids; lower either"
+            )
         schedule = self.schedule(length)
-        last_step = num_rounds * length
-        positions = schedule.positions[:last_step].to(self.device)
-        windows, valid = (t[:last_step].to(self.device) for t in schedule.window(mask_window))
+        positions = schedule.positions[: num_rounds * length].to(self.device)
         # steps whose position is frozen in every row need no model call (decided on the host, once)
         movable = (~frozen.all(dim=0)[positions]).tolist()
-        num_model_calls = length + sum(movable)
+        blocks = schedule.update_blocks(num_rounds, update_block, movable)
+        num_model_calls = length + len(blocks)
 
         bar = None
         if progress:
@@ -675,19 +815,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
         sequences = draft.clone()
         trajectory = [draft.clone()] if output_trajectory else None
-        for t in range(last_step, 0, -1):
-            if movable[t - 1]:
-                k = positions[t - 1]
-                window_valid = valid[t - 1].unsqueeze(0) & ~frozen[:, windows[t - 1]]
-                tau = schedule.tau(t).to(self.device).view(1)
-                logits = self.infill_logits(prefix, sequences, windows[t - 1], window_valid, tau)
-                sampled = sample_tokens(logits, refine_params, seeds, STREAM_REFINE, t)
-                sequences[:, k] = torch.where(frozen[:, k], sequences[:, k], sampled)
-                if bar is not None:
-                    bar.update(1)
-            # a round ends at its step t = (n-1)·L + 1, whether or not that step ran
-            if output_trajectory and (t - 1) % length == 0:
-                trajectory.append(sequences.clone())
+        self.glauber_refine(
+            prefix, sequences, frozen, blocks, num_rounds, mask_window, refine_params, seeds, trajectory, bar
+        )
         if bar is not None:
             bar.close()
         if not return_dict_in_generate:
@@ -831,7 +961,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         canvas_position_embeddings: int = 0,
         canvas_position_factors: list[list[int]] | None = None,
         canvas_given_embedding: bool = False,
+        canvas_peer_attention: bool = False,
+        canvas_peer_attention_decoder: bool = False,
         prompt_canvas_positions: bool = False,
+        canvas_position_token_ids: list[int] | None = None,
         infill_reads_prompt: bool = True,
         **from_pretrained_kwargs,
     ) -> "GlauberT5ForDiffusion":
@@ -842,10 +975,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         when it has them; a tokenizer without sentinels (e.g. T5-Gemma's) gets `<extra_id_0…7>` added and the
         embeddings resized (logged). A Hub id or directory without `tokenizer` uses the tokenizer saved there; a bare
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
-        `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings that
-        `canvas_position_embeddings`, `canvas_position_factors` and `canvas_given_embedding` ask for) are new. The
-        model keeps the tokenizer it was converted with (with any added sentinels) as `model.tokenizer`:
-        `save_pretrained` and `push_to_hub` write it beside the weights.
+        `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings and peer
+        biases that `canvas_position_embeddings`, `canvas_position_factors`, `canvas_given_embedding` and
+        `canvas_peer_attention(_decoder)` ask for) are new. The model keeps the tokenizer it was converted with
+        (with any added sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the
+        weights.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
@@ -874,7 +1008,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             canvas_position_embeddings=canvas_position_embeddings,
             canvas_position_factors=canvas_position_factors,
             canvas_given_embedding=canvas_given_embedding,
+            canvas_peer_attention=canvas_peer_attention,
+            canvas_peer_attention_decoder=canvas_peer_attention_decoder,
             prompt_canvas_positions=prompt_canvas_positions,
+            canvas_position_token_ids=canvas_position_token_ids,
             infill_reads_prompt=infill_reads_prompt,
             sentinel_token_ids=sentinels,
             suppressed_token_ids=suppressed,
@@ -885,7 +1022,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         glauber.tokenizer = tokenizer
         # only the new modules: the backbone may keep some layers in float32 on purpose (T5's `wo` under fp16)
         canvas_modules = [glauber.canvas_position_embedding, glauber.canvas_factor_embeddings,
-                          glauber.canvas_given_embedding]
+                          glauber.canvas_given_embedding, glauber.canvas_peer_bias, glauber.canvas_decoder_peer_bias,
+                          glauber.canvas_cross_peer_bias]
         for module in filter(None, [glauber.time_conditioning, *canvas_modules]):
             module.to(model.device, model.dtype)
         overhead = glauber.time_conditioning_overhead()
@@ -980,7 +1118,8 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             )
 
     def model_card(self, repo_id: str | None = None, tags: list[str] | None = None) -> str:
-        """A README.md for the checkpoint: Hub metadata, what it is, how to load it, how it was made."""
+        """A Hub README.md for the checkpoint: metadata block, what the model is, how to load and generate, the cost
+        model ((N+1)·L model calls for a canvas of L tokens) and the paper's citation."""
         c = self.config
         overhead = self.time_conditioning_overhead()
         card_tags = ["glauber-diffusion", "diffusion-lm", "text-diffusion", "custom_code"]
@@ -995,31 +1134,54 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
 ---
 # Glauber diffusion model ({c.backbone.model_type} backbone)
 
-A Glauber-dynamics diffusion language model (Kathuria & Kumar): a pretrained encoder-decoder whose CAUSAL-GEN mode
-drafts the canvas and whose MASK-INFILL mode, conditioned on diffusion time through AdaLN-Zero, resamples every
-position in fixed random orders for N rounds.
+A Glauber-dynamics diffusion language model: a pretrained encoder-decoder turned into the energy function of a
+discrete diffusion. One network has two modes. CAUSAL-GEN drafts the canvas x_T left to right; MASK-INFILL, told
+the diffusion time τ = t/T through AdaLN-Zero, then revisits every position k_t of N fixed random orders and
+resamples it given all the others (t = T … 1, T = N·L).
 
 - backbone: `{base_model or c.backbone.model_type}` ({overhead['backbone_parameters']:,} parameters); time
   conditioning {overhead['time_parameters']:,} parameters (+{100 * overhead['overhead']:.1f}%)
 - num_rounds N = {c.num_rounds}, mask_window w = {c.mask_window}, permutation_seed = {c.permutation_seed},
   causal order π_0 = {c.causal_order}
-- cost of one generation: (N+1)·L model calls for a canvas of L tokens
 
-## Loading
+## Loading and generating
+
+The code files in this repository are all that loading needs; both the model and the tokenizer take
+`trust_remote_code=True` (transformers 5 reads `config.json`, which names custom code, before the tokenizer files).
 
 ```python
 from transformers import AutoModel, AutoTokenizer
+
 model = AutoModel.from_pretrained("{name}", trust_remote_code=True)
-# transformers 5 reads config.json (custom code) before the tokenizer files: trust_remote_code=True keeps it from asking
 tok = AutoTokenizer.from_pretrained("{name}", trust_remote_code=True)
 enc = tok(["The history of"], return_tensors="pt")
-out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, top_p=0.95, seed=0,
+out = model.generate(**enc, max_new_tokens=64, num_rounds={c.num_rounds}, do_sample=True, top_p=0.95, seed=0,
                      return_dict_in_generate=True)
-print(tok.batch_decode(out.sequences, skip_special_tokens=True))
+print(tok.batch_decode(out.sequences, skip_special_tokens=True))        # refined text
+print(tok.batch_decode(out.draft_sequences, skip_special_tokens=True))  # the CAUSAL-GEN draft x_T
+print(out.num_model_calls)
 ```
 
-Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` for conversion, `GlauberTrainer`
-for training). The code files in this repository are all that loading needs.
+`num_rounds=0` returns the draft; `num_rounds` N' < N runs the last N' rounds. `canvas_ids` with `frozen_mask` fix
+positions that are never resampled (infilling); `mask_window` masks the next w − 1 positions of the order as well.
+
+## Cost
+
+A canvas of L tokens costs L model calls for the draft (KV-cached decoding, as an autoregressive sample) plus N·L
+MASK-INFILL calls for the refinement: (N+1)·L model calls in all, so N = 1 costs the calls of two autoregressive
+samples. `out.num_model_calls` reports the count (steps at positions frozen in every row are skipped).
+
+## Citation
+
+Made with the `glauber-diffusion` library (`GlauberT5ForDiffusion.from_backbone` converts a backbone,
+`GlauberTrainer` trains it). The method:
+
+```bibtex
+@misc{{kathuria_kumar_glauber,
+  title  = {{Leveraging Pretrained Language Models as Energy Functions for Glauber Dynamics Text Diffusion}},
+  author = {{Kathuria, Tarun and Kumar, Sachin}},
+}}
+```
 """
 
 

@@ -35,6 +35,7 @@ class GlauberSchedule:
         self.causal_order_positions = torch.as_tensor(pi_0, dtype=torch.long)
         # positions[t - 1] = k_t for t = 1 … T
         self.positions = torch.as_tensor(np.concatenate(rounds), dtype=torch.long)
+        self._windows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _permutation(self, stream: int) -> np.ndarray:
         return np.random.default_rng([self.permutation_seed, self.length, stream]).permutation(self.length)
@@ -57,6 +58,34 @@ class GlauberSchedule:
         window (possible across a round boundary), so every position is masked at most once.
         """
         return _window_table(self.positions, mask_window)
+
+    def update_blocks(self, num_rounds: int, update_block: int, movable: list[bool]) -> list[list[int]]:
+        r"""
+        The reverse pass's steps t = N'·L … 1 (N' = `num_rounds`) whose position may move (`movable[t-1]`), grouped
+        into blocks of up to `update_block` = m consecutive steps of one round (parallel Glauber, DESIGN §8): each
+        block is one model call. Blocks never cross a round, so the positions of a block are distinct; m = 1 gives
+        one block per step.
+        """
+        blocks = []
+        for n in range(num_rounds, 0, -1):
+            steps = [t for t in range(n * self.length, (n - 1) * self.length, -1) if movable[t - 1]]
+            blocks += [steps[i : i + update_block] for i in range(0, len(steps), update_block)]
+        return blocks
+
+    def block_window(self, steps: list[int], mask_window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""
+        The masked positions of one update block: `(positions, valid)`, both `[m + w - 1]`. Slot j < m is the
+        block's j-th predicted position `k_{steps[j]}`; the rest is the mask window of its last step beyond that
+        position (`window(w)` row `steps[-1] - 1`, slots 1 … w-1), invalid where it repeats a predicted position. A
+        block of one step is exactly that step's row of `window(w)`.
+        """
+        if mask_window not in self._windows:
+            self._windows[mask_window] = _window_table(self.positions, mask_window)
+        table, table_valid = self._windows[mask_window]
+        predicted = self.positions[torch.as_tensor(steps) - 1]
+        tail, tail_valid = table[steps[-1] - 1, 1:], table_valid[steps[-1] - 1, 1:]
+        tail_valid = tail_valid & ~(tail.unsqueeze(1) == predicted.unsqueeze(0)).any(dim=1)
+        return torch.cat([predicted, tail]), torch.cat([torch.ones_like(predicted, dtype=torch.bool), tail_valid])
 
 
 TIMESTEP_SAMPLINGS = ("t_max", "stratified")

@@ -7,6 +7,7 @@ zero-initialised, so a freshly converted model computes exactly what its backbon
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Callable
@@ -52,13 +53,15 @@ class GlauberTimeConditioning(nn.Module):
 
 
 class ModulationState(threading.local):
-    """The modulation vector of the forward in progress, read by the norm-layer hooks.
+    """The modulation vector of the forward in progress, read by the norm-layer hooks, and the memo of modulations
+    per τ that a sampler opens while the weights cannot change.
 
     Per thread: `nn.DataParallel` runs its replicas, which share this object, in one thread each.
     """
 
     def __init__(self):
         self.current: torch.Tensor | None = None
+        self.memo: dict | None = None
 
     def __deepcopy__(self, memo) -> ModulationState:
         return ModulationState()
@@ -70,6 +73,54 @@ class ModulationState(threading.local):
             yield
         finally:
             self.current = previous
+
+    @contextmanager
+    def memoized(self, store: dict | None = None):
+        """While open, `modulation_for` computes the modulation of each distinct τ once, into `store` (a fresh dict if
+        None, dropped on exit). A scope opened inside another shares the outer one's store. The caller owns the
+        guarantee that the time conditioning's weights do not change while its store lives."""
+        if self.memo is not None:
+            yield
+            return
+        self.memo = {} if store is None else store
+        try:
+            yield
+        finally:
+            self.memo = None
+
+    def modulation_for(self, timesteps: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`compute(timesteps)`, memoised per (device, τ values) inside a `memoized` scope when no gradient is taken
+        (a training forward must differentiate through the time MLP)."""
+        if self.memo is None or torch.is_grad_enabled():
+            return compute(timesteps)
+        key = (timesteps.device, tuple(timesteps.tolist()))
+        if key not in self.memo:
+            self.memo[key] = compute(timesteps)
+        return self.memo[key]
+
+    def prefill(self, timesteps: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Memoise the modulation of each τ of `timesteps` `[n]` (one per later call) in one batched `compute`: one
+        pass over the modulation weights instead of one per call, whose cost is reading those weights."""
+        if self.memo is None or torch.is_grad_enabled():
+            return
+        keys = [(timesteps.device, (tau,)) for tau in timesteps.tolist()]
+        missing = sorted({key: i for i, key in enumerate(keys) if key not in self.memo}.values())
+        if missing:
+            modulations = compute(timesteps[missing])
+            for row, i in enumerate(missing):
+                self.memo[keys[i]] = modulations[row : row + 1]
+
+
+def memoizing_modulation(method: Callable) -> Callable:
+    """Decorate a no-grad sampling method of the model: its time MLP runs once per distinct τ (the model's
+    `memoized_modulation` scope, which closes when the method returns, so no later call sees its values)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.memoized_modulation():
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 def checkpoint_with_modulation(state: ModulationState, checkpoint_func: Callable) -> Callable:
@@ -128,5 +179,6 @@ __all__ = [
     "attach_time_conditioning",
     "checkpoint_with_modulation",
     "find_norm_layers",
+    "memoizing_modulation",
     "timestep_features",
 ]

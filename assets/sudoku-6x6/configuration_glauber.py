@@ -173,7 +173,9 @@ class GlauberT5Config(PreTrainedConfig):
                     f"{limit or 0} (canvas_position_embeddings / the length of canvas_position_factors)"
                 )
         if self.canvas_peer_attention and not factors:
-            raise ValueError("canvas_peer_attention needs canvas_position_factors (the factors that make two cells peers)")
+            raise ValueError(
+                "canvas_peer_attention needs canvas_position_factors (the factors that make two cells peers)"
+            )
         if self.canvas_peer_attention_decoder and not self.canvas_peer_attention:
             raise ValueError("canvas_peer_attention_decoder needs canvas_peer_attention=True")
         if self.prompt_canvas_positions and self.canvas_length_limit is None:

@@ -25,7 +25,6 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_glauber import SUPPORTED_BACKBONES, GlauberT5Config
 from .cross_attention import enable_folded_cross_attention
-from .peer_attention import PeerBiasHook, PeerBiasState, first_attentions, peer_attention_bias
 from .generation_glauber import GlauberGenerationMixin
 from .infill import (
     GlauberPrefix,
@@ -38,6 +37,7 @@ from .infill import (
     infill_encoder_width,
     prefix_canvas_positions,
 )
+from .peer_attention import PeerBiasHook, PeerBiasState, first_attentions, peer_attention_bias
 from .sampling import STREAM_DRAFT, SamplingParams, resolve_seeds, sample_tokens
 from .schedule import GlauberSchedule, get_schedule
 from .time_conditioning import (
@@ -568,10 +568,11 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             encoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
                 self.backbone.get_encoder().embed_tokens, enc_ids, annotations["canvas_positions"], "canvas_positions"
             )}
-        # step j holds π_0(j): its peer-bias rows are row j of the whole draft's, over the j + 1 tokens so far
+        # step j holds π_0(j): its peer-bias rows are row j of the whole draft's, over the j + 1 tokens so far (the
+        # encoder pass reads only the "encoder" bias: the decoder's hooks do not run in it)
         biases = self.peer_biases(annotations.get("canvas_positions"), order_positions.expand(batch, -1))
         with self.modulation(torch.ones(1, device=canvas.device)):
-            with self._peer_state.use(**{k: v for k, v in biases.items() if k == "encoder"}):
+            with self._peer_state.use(**biases):
                 encoder_outputs = self.backbone.get_encoder()(attention_mask=enc_mask, **encoder_inputs)
             cache = None
             for step, position in enumerate(order):
@@ -976,8 +977,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         model object without one gets the T5 convention (sentinels at the top of the tokenizer's vocabulary, see
         `_special_ids`). Only the time-conditioning parameters (and the zero-initialised canvas embeddings and peer
         biases that `canvas_position_embeddings`, `canvas_position_factors`, `canvas_given_embedding` and
-        `canvas_peer_attention(_decoder)` ask for) are new. The model keeps the tokenizer it was converted with (with any added
-        sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the weights.
+        `canvas_peer_attention(_decoder)` ask for) are new. The model keeps the tokenizer it was converted with
+        (with any added sentinels) as `model.tokenizer`: `save_pretrained` and `push_to_hub` write it beside the
+        weights.
         """
         if isinstance(backbone, PreTrainedModel):
             model = backbone
