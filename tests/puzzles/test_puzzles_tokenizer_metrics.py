@@ -122,6 +122,12 @@ def test_wilson_interval_numbers() -> None:
     assert lo == pytest.approx(0.722467, abs=1e-5) and hi == 1.0
     lo, hi = metrics.wilson_interval(90, 100, z=2.576)
     assert lo < 0.9 < hi and math.isclose(lo + hi, 2 * (0.9 + 2.576**2 / 200) / (1 + 2.576**2 / 100))
+    # every interval holds its own estimate, also at 0 and 1 where rounding used to leave it a hair outside (a plot's
+    # error bars must not be negative)
+    for n in range(1, 300):
+        for k in (0, n // 3, n):
+            lo, hi = metrics.wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0
 
 
 def test_evaluate_predictions(rows) -> None:
