@@ -196,7 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = list(ds["test"])[: args.eval_limit]
     save_rows(rows, out / "test.jsonl")
     budget = args.time_budget_s
-    title = f"{cfg.kind} {cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"{cfg.kind} {cfg.houses} x {cfg.attributes}"
+    size = f"{cfg.size}x{cfg.size}" if cfg.kind == "sudoku" else f"{cfg.houses} x {cfg.attributes}"
+    title = f"{cfg.kind} {size}"
     machine = {"platform": platform.platform(), "device": args.device,
                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                "torch_threads": torch.get_num_threads()}
