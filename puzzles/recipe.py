@@ -45,7 +45,6 @@ from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
 from puzzles.tokenizer import (SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, canvas_index_words,
                                encoder_prompts)
-from puzzles.zebra import CANVAS_COLS, CANVAS_ROWS
 from trainers import (
     GlauberDataCollator,
     GlauberTrainer,
@@ -307,12 +306,9 @@ def recipe_canvas_factors(cfg: RecipeConfig) -> list[list[int]]:
 
 
 def canvas_cells(cfg: RecipeConfig) -> int:
-    """Canvas length L: the Sudoku grid, Zebra's fixed 6 × 6 entity table, or the puzzle's house table."""
-    if cfg.kind == "sudoku":
-        return cfg.size * cfg.size
-    if cfg.kind == zebra.HOUSE_KIND:
-        return int(cfg.houses) * int(cfg.attributes)
-    return CANVAS_ROWS * CANVAS_COLS
+    """Canvas length L (the Sudoku grid, Zebra's fixed 6 × 6 entity table, or the puzzle's house table): one factor
+    index per cell, so the layout is defined once, by `recipe_canvas_factors`."""
+    return len(recipe_canvas_factors(cfg)[0])
 
 
 def build_tokenizer(cfg: RecipeConfig) -> PreTrainedTokenizerFast:
@@ -638,9 +634,10 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
                  budget_s: float | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
     collator = stage1_collator(model, cfg)
-    time_parameters = [p for p in model.time_conditioning.parameters() if p.requires_grad]
-    for p in time_parameters:
-        p.requires_grad_(cfg.stage1_time_conditioning)
+    held_at_zero = [] if cfg.stage1_time_conditioning else [p for p in model.time_conditioning.parameters()
+                                                            if p.requires_grad]
+    for p in held_at_zero:
+        p.requires_grad_(False)
     args = TrainingArguments(**common_training_arguments(out, cfg.stage1_steps, cfg.stage1_lr, cfg.stage1_batch, device,
                                                          precision, cfg.seed, loader_workers(cfg, device)))
     trainer = Stage1Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator, budget_s=budget_s,
@@ -648,7 +645,7 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
     try:
         return _run(trainer)
     finally:
-        for p in time_parameters:
+        for p in held_at_zero:
             p.requires_grad_(True)
 
 
