@@ -43,8 +43,8 @@ from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
 from puzzles import zebra
 from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
-from puzzles.tokenizer import (SENTINELS, build_puzzle_tokenizer, canvas_index_suffix, canvas_index_words,
-                               encoder_prompts)
+from puzzles.tokenizer import (MAX_CANVAS_CELLS, SENTINELS, build_puzzle_tokenizer, canvas_index_suffix,
+                               canvas_index_words, encoder_prompts)
 from trainers import (
     GlauberDataCollator,
     GlauberTrainer,
@@ -112,6 +112,7 @@ class RecipeConfig:
     causal_fraction: float = 0.3
     infill_per_row: int = 4
     infill_targets: int = 1  # masked (and scored) cells per R-task example, at least the mask window
+    sentinels: int = 8  # `<extra_id_i>` words in the tokenizer: the most cells one MASK-INFILL call masks
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
     # share of R-task examples whose span targets visit the masked cells in a random order: trains the decoder row
@@ -157,9 +158,15 @@ class RecipeConfig:
         for name in ("prompt_positions", "augment"):
             if getattr(self, name) and self.kind != "sudoku":
                 raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
-        if not 0 <= self.refine_mask_window <= len(SENTINELS):
-            raise ValueError(f"refine_mask_window must be in [0, {len(SENTINELS)}] (0: mask_window; at most one "
-                             f"sentinel per masked cell), got {self.refine_mask_window}")
+        if not len(SENTINELS) <= self.sentinels <= MAX_CANVAS_CELLS:
+            raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {self.sentinels!r}")
+        if not 0 <= self.refine_mask_window <= self.sentinels:
+            raise ValueError(f"refine_mask_window must be in [0, sentinels={self.sentinels}] (0: mask_window; at most "
+                             f"one sentinel per masked cell), got {self.refine_mask_window}")
+        for name in ("mask_window", "infill_targets"):
+            if not 1 <= getattr(self, name) <= self.sentinels:
+                raise ValueError(f"{name} must be in [1, sentinels={self.sentinels}] (one sentinel per masked cell), "
+                                 f"got {getattr(self, name)}")
         if self.clue_positions and (self.kind != "zebra" or not self.canvas_index):
             raise ValueError("clue_positions needs kind 'zebra' and canvas_index=true (the clue words @k), got kind "
                              f"{self.kind!r}, canvas_index={self.canvas_index}")
@@ -313,7 +320,7 @@ def canvas_cells(cfg: RecipeConfig) -> int:
 
 def build_tokenizer(cfg: RecipeConfig) -> PreTrainedTokenizerFast:
     vocabulary = "sudoku" if cfg.kind == "sudoku" else zebra.KIND  # both Zebra canvases write clues in one vocabulary
-    return build_puzzle_tokenizer(vocabulary, canvas_cells(cfg) if cfg.canvas_index else None)
+    return build_puzzle_tokenizer(vocabulary, canvas_cells(cfg) if cfg.canvas_index else None, cfg.sentinels)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GlauberT5ForDiffusion, PreTrainedTokenizerFast]:

@@ -12,7 +12,7 @@ MODE_TOKENS = ["[NLU]", "[NLG]", "[S2S]"]  # UL2 denoiser prefixes
 DIGITS = [str(d) for d in range(1, 10)] + ["0"]
 SUDOKU_TOKENS = ["_"]
 ZEBRA_TOKENS = list(CLUE_TYPES) + ["LHS", "RHS", "CLUE_END", "ANSWER", "n", "c"]
-SENTINELS = [f"<extra_id_{i}>" for i in range(8)]
+SENTINELS = [f"<extra_id_{i}>" for i in range(8)]  # the default; `sentinel_words(n)` for a wider mask window
 MAX_CANVAS_CELLS = 81  # a 9×9 Sudoku; the Zebra canvas has 36
 
 
@@ -25,9 +25,18 @@ def canvas_index_words(cells: int) -> list[str]:
     return [f"@{i}" for i in range(cells)]
 
 
-def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None) -> list[str]:
+def sentinel_words(sentinels: int = len(SENTINELS)) -> list[str]:
+    """`<extra_id_0> … <extra_id_(sentinels−1)>`: one per cell a MASK-INFILL call masks, so `sentinels` bounds the mask
+    window and the R-task's `infill_targets`."""
+    if not len(SENTINELS) <= sentinels <= MAX_CANVAS_CELLS:
+        raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
+    return [f"<extra_id_{i}>" for i in range(sentinels)]
+
+
+def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None, sentinels: int = len(SENTINELS)) -> list[str]:
     """Ordered vocabulary; ``kind=None`` gives the shared Sudoku + Zebra vocabulary; ``canvas_cells`` appends the
-    `canvas_index_words` (after the sentinels, so the other ids do not move)."""
+    `canvas_index_words` (after the sentinels, so the other ids do not move); ``sentinels`` beyond the default eight
+    come last, so a vocabulary with more of them keeps every id of the default one."""
     if kind not in (None, "sudoku", "zebra"):
         raise ValueError(f"kind must be None, 'sudoku' or 'zebra', got {kind!r}")
     if canvas_cells is not None and not 0 < canvas_cells <= MAX_CANVAS_CELLS:
@@ -39,7 +48,8 @@ def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None) -> li
     if kind in (None, "zebra"):
         words += ZEBRA_TOKENS
     words += SENTINELS
-    return words + (canvas_index_words(canvas_cells) if canvas_cells else [])
+    words += canvas_index_words(canvas_cells) if canvas_cells else []
+    return words + sentinel_words(sentinels)[len(SENTINELS):]
 
 
 def canvas_index_suffix(tokenizer: PreTrainedTokenizerFast) -> str:
@@ -74,9 +84,11 @@ def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> l
     return [f"{entities_as_cell_words(p)} {suffix}".strip() for p in prompts] if suffix else list(prompts)
 
 
-def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None) -> PreTrainedTokenizerFast:
-    """Whitespace word-level tokenizer; encoding appends ``</s>`` like T5. ``canvas_cells``: see `puzzle_vocab`."""
-    vocab = {w: i for i, w in enumerate(puzzle_vocab(kind, canvas_cells))}
+def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None,
+                           sentinels: int = len(SENTINELS)) -> PreTrainedTokenizerFast:
+    """Whitespace word-level tokenizer; encoding appends ``</s>`` like T5. ``canvas_cells``, ``sentinels``: see
+    `puzzle_vocab`."""
+    vocab = {w: i for i, w in enumerate(puzzle_vocab(kind, canvas_cells, sentinels))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # WordPiece decoder with an unused prefix joins tokens with single spaces.
@@ -89,7 +101,7 @@ def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = N
         pad_token="<pad>",
         eos_token="</s>",
         unk_token="<unk>",
-        additional_special_tokens=SENTINELS,
+        additional_special_tokens=sentinel_words(sentinels),
         # The default cleanup would glue "." tokens to their left neighbour.
         clean_up_tokenization_spaces=False,
         model_max_length=1024,

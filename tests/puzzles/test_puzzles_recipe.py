@@ -731,11 +731,38 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'"),
      (dict(kind="zebra-house", houses="3,4", attributes="3"), "houses and attributes must be one size each"),
      (dict(kind="zebra-house", houses="3", attributes="3", canvas_index=True), "set canvas_index=false"),
-     (dict(kind="kakuro"), r"kind must be one of \('sudoku', 'zebra', 'zebra-house'\), got 'kakuro'")],
+     (dict(kind="kakuro"), r"kind must be one of \('sudoku', 'zebra', 'zebra-house'\), got 'kakuro'"),
+     (dict(sentinels=7), "sentinels must be in 8 … 81, got 7"),
+     (dict(refine_mask_window=9), r"refine_mask_window must be in \[0, sentinels=8\]"),
+     (dict(infill_targets=12, sentinels=10), r"infill_targets must be in \[1, sentinels=10\]"),
+     (dict(mask_window=9), r"mask_window must be in \[1, sentinels=8\]")],
 )
 def test_recipe_refuses_encodings_it_cannot_build(fields, message):
     with pytest.raises(ValueError, match=message):
         RecipeConfig(**{**TINY, **fields})
+
+
+def test_more_sentinels_let_a_recipe_model_mask_and_score_more_cells_per_infill_call(sudoku4):
+    cfg = RecipeConfig(**{**TINY, "infill_targets": 12, "sentinels": 12, "causal_fraction": 0.0, "max_corruption": 0.0})
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    default = build_tokenizer(RecipeConfig(**TINY))
+    assert model.config.sentinel_token_ids == tok.convert_tokens_to_ids([f"<extra_id_{i}>" for i in range(12)])
+    assert {w: tok.convert_tokens_to_ids(w) for w in default.get_vocab()} == default.get_vocab()
+    train = tokenized(sudoku4["train"], tok)
+    legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
+    collator = PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=8, infill_targets=12, seed=0)
+    batch = collator([train[i] for i in range(16)])
+    scored = (batch["labels"] != -100).sum(dim=1)
+    assert int(scored.max()) > 8  # more cells than the default eight sentinels allow, each scored
+    rows = list(sudoku4["test"])[:4]
+    ids, mask, canvas, frozen = canvas_inputs(rows, tok, model.device)
+    out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, num_rounds=1,
+                         mask_window=12, do_sample=False)
+    assert out.shape == canvas.shape and torch.equal(out[frozen], canvas[frozen])
+    with pytest.raises(ValueError, match="mask_window=13 needs 13 sentinel_token_ids"):
+        model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, num_rounds=1,
+                       mask_window=13)
 
 
 def test_stage1_corruption_differs_between_dataloader_workers(sudoku4):

@@ -9,7 +9,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from puzzles import data, metrics, sudoku, zebra
-from puzzles.tokenizer import SENTINELS, build_puzzle_tokenizer, encoder_prompts, entities_as_cell_words, puzzle_vocab
+from puzzles.tokenizer import (SENTINELS, build_puzzle_tokenizer, encoder_prompts, entities_as_cell_words,
+                               puzzle_vocab, sentinel_words)
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,20 @@ def rows() -> list[dict]:
     s += [data.sudoku_row(p) for p in sudoku.generate_sudoku(6, 2, seed=0)]
     z = [data.zebra_row(zebra.generate_one(4, 4, seed=0, index=i)) for i in range(3)]
     return s + z
+
+
+def test_more_sentinels_come_last_so_every_default_id_stays(tmp_path: Path) -> None:
+    default = build_puzzle_tokenizer("sudoku", canvas_cells=16)
+    wide = build_puzzle_tokenizer("sudoku", canvas_cells=16, sentinels=12)
+    assert len(wide) == len(default) + 4
+    assert all(wide.convert_tokens_to_ids(w) == i for w, i in default.get_vocab().items())
+    extra = wide.convert_tokens_to_ids(sentinel_words(12)[8:])
+    assert extra == list(range(len(default), len(default) + 4))
+    assert set(sentinel_words(12)) <= set(wide.all_special_tokens)
+    wide.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path).convert_tokens_to_ids("<extra_id_11>") == extra[-1]
+    with pytest.raises(ValueError, match="sentinels must be in 8 … 81, got 82"):
+        build_puzzle_tokenizer(sentinels=82)
 
 
 def test_tokenizer_ids_and_round_trip(rows, tmp_path: Path) -> None:
