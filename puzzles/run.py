@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -230,6 +232,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     if cfg.refine_mask_window:
         model.config.mask_window = cfg.refine_mask_window  # what generate() and the evaluation below use
+    if stage2["steps"]:
+        keep_stage1_model(out)
     save_checkpoint(model, tokenizer, out / "model")
 
     records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)
@@ -283,6 +287,17 @@ def save_checkpoint(model, tokenizer, out: str | Path) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     return Path(out)
+
+
+def keep_stage1_model(out: Path) -> Path:
+    """Move the stage-1 checkpoint `out/model` to `out/model-stage1`, so whether stage 2 helped can be measured on the
+    whole held-out set (`glauber puzzles eval --model out/model-stage1 --mask-window W`: it was saved with the training
+    window `mask_window`, not `refine_mask_window`)."""
+    kept = out / "model-stage1"
+    if kept.exists():
+        shutil.rmtree(kept)
+    os.replace(out / "model", kept)
+    return kept
 
 
 PUZZLE_CARD = """---

@@ -531,6 +531,9 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
     assert summary["stage1"]["steps"] == 3 and summary["stage2"]["steps"] == 1
     model, tok = load_model(tmp_path / "run" / "model")
     assert tok.convert_tokens_to_ids("@15") != tok.unk_token_id
+    stage1_model = load_model(tmp_path / "run" / "model-stage1")[0].state_dict()
+    assert stage1_model.keys() == model.state_dict().keys()
+    assert not all(torch.equal(stage1_model[k], v) for k, v in model.state_dict().items()), "stage 2 trained"
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".model.")], "no staging left behind"
     # zero steps in both stages: the --init-from checkpoint is evaluated (and saved) exactly as it was
     evaluated = parser.parse_args(["--data", str(data_dir), "--out", str(tmp_path / "eval"), "--device", "cpu",
@@ -538,6 +541,7 @@ def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, mon
                                    "--stage1-steps", "0", "--stage2-steps", "0", "--eval-limit", "4"])
     summary = run(evaluated)
     assert summary["stage1"]["steps"] == 0 and summary["stage2"]["steps"] == 0
+    assert not (tmp_path / "eval" / "model-stage1").exists()
     before, after = model.state_dict(), load_model(tmp_path / "eval" / "model")[0].state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
