@@ -43,8 +43,8 @@ from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
 from puzzles import zebra
 from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
-from puzzles.tokenizer import (MAX_CANVAS_CELLS, SENTINELS, build_puzzle_tokenizer, canvas_index_suffix,
-                               canvas_index_words, encoder_prompts)
+from puzzles.tokenizer import (build_puzzle_tokenizer, canvas_index_suffix, canvas_index_words, check_sentinels,
+                               encoder_prompts)
 from trainers import (
     GlauberDataCollator,
     GlauberTrainer,
@@ -158,9 +158,7 @@ class RecipeConfig:
         for name in ("prompt_positions", "augment"):
             if getattr(self, name) and self.kind != "sudoku":
                 raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
-        if not len(SENTINELS) <= self.sentinels <= MAX_CANVAS_CELLS:
-            raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {self.sentinels!r}")
-        if not 0 <= self.refine_mask_window <= self.sentinels:
+        if not 0 <= self.refine_mask_window <= check_sentinels(self.sentinels):
             raise ValueError(f"refine_mask_window must be in [0, sentinels={self.sentinels}] (0: mask_window; at most "
                              f"one sentinel per masked cell), got {self.refine_mask_window}")
         for name in ("mask_window", "infill_targets"):

@@ -25,11 +25,17 @@ def canvas_index_words(cells: int) -> list[str]:
     return [f"@{i}" for i in range(cells)]
 
 
+def check_sentinels(sentinels: int) -> int:
+    """`sentinels` if it is a count the puzzle vocabulary can hold (the default eight up to one per cell of a 9×9)."""
+    if not len(SENTINELS) <= sentinels <= MAX_CANVAS_CELLS:
+        raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
+    return sentinels
+
+
 def sentinel_words(sentinels: int = len(SENTINELS)) -> list[str]:
     """`<extra_id_0> … <extra_id_(sentinels−1)>`: one per cell a MASK-INFILL call masks, so `sentinels` bounds the mask
     window and the R-task's `infill_targets`."""
-    if not len(SENTINELS) <= sentinels <= MAX_CANVAS_CELLS:
-        raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
+    check_sentinels(sentinels)
     return [f"<extra_id_{i}>" for i in range(sentinels)]
 
 
