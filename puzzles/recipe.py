@@ -7,9 +7,10 @@ Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
 - R-task (MASK-INFILL): encoder `[NLU] + P + x̃ + </s>` where x̃ is the solution with a random fraction of free
   cells replaced by random legal values (the draft errors refinement must fix) or, for a `relabel_corruption` share
   of examples, by the solution's values under a random permutation of the legal values (a consistent wrong grid, the
-  way a failed causal draft usually looks: most of its cells wrong, rows still permutations), and 1 … max(w, `infill_targets`)
-  cells replaced by sentinels; for a `draft_corruption` share, x̃ is the model's own sampled causal draft of the row
-  (on-policy: the x_T that the reverse process really starts from, DESIGN §5's exactness caveat).
+  way a failed causal draft usually looks: most of its cells wrong, rows still permutations), and
+  `infill_targets_min` … max(w, `infill_targets`) cells replaced by sentinels; for a `draft_corruption` share, x̃ is
+  the model's own sampled causal draft of the row (on-policy: the x_T that the reverse process really starts from,
+  DESIGN §5's exactness caveat).
   The decoder `[start, <extra_id_0>]` predicts the true value of the slot-0 cell and,
   UL2 span-style, goes on `<extra_id_1>, v_1, …` to score every masked cell from one encoder pass (for a
   `slot_shuffle` share, in a random order of the slots: `[start, <extra_id_j>]` first, as a parallel update reads it).
@@ -112,6 +113,9 @@ class RecipeConfig:
     causal_fraction: float = 0.3
     infill_per_row: int = 4
     infill_targets: int = 1  # masked (and scored) cells per R-task example, at least the mask window
+    # the fewest masked cells an R-task example draws (up to max(w, infill_targets)); = the window: every example
+    # masks as many cells as a refinement step with that window does, and scores all of them
+    infill_targets_min: int = 1
     sentinels: int = 8  # `<extra_id_i>` words in the tokenizer: the most cells one MASK-INFILL call masks
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
@@ -165,6 +169,10 @@ class RecipeConfig:
             if not 1 <= getattr(self, name) <= self.sentinels:
                 raise ValueError(f"{name} must be in [1, sentinels={self.sentinels}] (one sentinel per masked cell), "
                                  f"got {getattr(self, name)}")
+        most = max(self.mask_window, self.infill_targets)
+        if not 1 <= self.infill_targets_min <= most:
+            raise ValueError(f"infill_targets_min must be in [1, max(mask_window, infill_targets)={most}], got "
+                             f"{self.infill_targets_min}")
         if self.clue_positions and (self.kind != "zebra" or not self.canvas_index):
             raise ValueError("clue_positions needs kind 'zebra' and canvas_index=true (the clue words @k), got kind "
                              f"{self.kind!r}, canvas_index={self.canvas_index}")
@@ -354,7 +362,8 @@ class PuzzleUL2Collator:
     Rows are `tokenize_prompt_canvas_rows` rows; output the model's mode inputs (`input_ids`, `attention_mask`,
     `decoder_input_ids`, `timesteps` = 1) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples, so
     that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows. Each
-    example masks 1 … max(w, `infill_targets`) free cells and scores all of them (`infill_span_targets`).
+    example masks `infill_targets_min` … max(w, `infill_targets`) free cells and scores all of them
+    (`infill_span_targets`).
     """
 
     model: GlauberT5ForDiffusion
@@ -368,8 +377,11 @@ class PuzzleUL2Collator:
     seed: int = 0
     slot_shuffle: float = 0.0
     augment_size: int | None = None  # Sudoku side: draw a grid symmetry and a digit relabelling for every row
+    infill_targets_min: int = 1
 
     def __post_init__(self):
+        if self.infill_targets_min < 1:
+            raise ValueError(f"infill_targets_min must be >= 1, got {self.infill_targets_min}")
         for name in ("relabel_corruption", "draft_corruption", "slot_shuffle"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -475,7 +487,8 @@ class PuzzleUL2Collator:
         legal = np.asarray(self.legal_ids)
         # a uniformly random ordering of each row's free cells (frozen ones sort last); the window is its first k
         order = np.argsort(np.where(free, rng.random((rows, length)), 2.0), axis=1, kind="stable")[:, :w]
-        k = rng.integers(1, np.minimum(w, free.sum(axis=1)) + 1)
+        most = np.minimum(w, free.sum(axis=1))
+        k = rng.integers(np.minimum(self.infill_targets_min, most), most + 1)
         valid = np.arange(order.shape[1])[None, :] < k[:, None]
         draw = rng.random(rows)
         drafted = draw < self.draft_corruption
@@ -632,7 +645,8 @@ def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig) -> PuzzleUL
     legal = build_tokenizer(cfg).convert_tokens_to_ids(legal_canvas_tokens(cfg.kind, cfg.size))
     return PuzzleUL2Collator(model, legal, cfg.causal_fraction, cfg.infill_per_row, cfg.max_corruption,
                              cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
-                             slot_shuffle=cfg.slot_shuffle, augment_size=cfg.size if cfg.augment else None)
+                             slot_shuffle=cfg.slot_shuffle, augment_size=cfg.size if cfg.augment else None,
+                             infill_targets_min=cfg.infill_targets_min)
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",

@@ -739,7 +739,9 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(sentinels=7), "sentinels must be in 8 … 81, got 7"),
      (dict(refine_mask_window=9), r"refine_mask_window must be in \[0, sentinels=8\]"),
      (dict(infill_targets=12, sentinels=10), r"infill_targets must be in \[1, sentinels=10\]"),
-     (dict(mask_window=9), r"mask_window must be in \[1, sentinels=8\]")],
+     (dict(mask_window=9), r"mask_window must be in \[1, sentinels=8\]"),
+     (dict(infill_targets=4, infill_targets_min=5), r"infill_targets_min must be in \[1, max\(mask_window, "
+                                                    r"infill_targets\)=4\], got 5")],
 )
 def test_recipe_refuses_encodings_it_cannot_build(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -767,6 +769,18 @@ def test_more_sentinels_let_a_recipe_model_mask_and_score_more_cells_per_infill_
     with pytest.raises(ValueError, match="mask_window=13 needs 13 sentinel_token_ids"):
         model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, num_rounds=1,
                        mask_window=13)
+
+
+def test_infill_targets_min_masks_at_least_that_many_cells_per_example(tiny):
+    free = torch.stack([(~torch.as_tensor(tiny[3][i]["frozen"], dtype=torch.bool)).sum() for i in range(16)])
+    window = torch.minimum(free, torch.tensor(4)).repeat_interleave(2)  # a row with fewer free cells masks them all
+    default, *_ = _infill_only_batch(tiny, 16, 2, infill_targets=4, seed=3)
+    full, *_ = _infill_only_batch(tiny, 16, 2, infill_targets=4, infill_targets_min=4, seed=3)
+    default_scored = (default["labels"] != -100).sum(dim=1)
+    assert int(default_scored.min()) == 1 and bool((default_scored <= window).all())
+    assert torch.equal((full["labels"] != -100).sum(dim=1), window)
+    with pytest.raises(ValueError, match="infill_targets_min must be >= 1"):
+        PuzzleUL2Collator(tiny[2], [], infill_targets_min=0)
 
 
 def test_stage1_corruption_differs_between_dataloader_workers(sudoku4):
