@@ -162,7 +162,8 @@ class RecipeConfig:
         for name in ("prompt_positions", "augment"):
             if getattr(self, name) and self.kind != "sudoku":
                 raise ValueError(f"{name} is defined for kind 'sudoku' only, got kind {self.kind!r}")
-        if not 0 <= self.refine_mask_window <= check_sentinels(self.sentinels):
+        check_sentinels(self.sentinels)
+        if not 0 <= self.refine_mask_window <= self.sentinels:
             raise ValueError(f"refine_mask_window must be in [0, sentinels={self.sentinels}] (0: mask_window; at most "
                              f"one sentinel per masked cell), got {self.refine_mask_window}")
         for name in ("mask_window", "infill_targets"):

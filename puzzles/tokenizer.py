@@ -12,7 +12,7 @@ MODE_TOKENS = ["[NLU]", "[NLG]", "[S2S]"]  # UL2 denoiser prefixes
 DIGITS = [str(d) for d in range(1, 10)] + ["0"]
 SUDOKU_TOKENS = ["_"]
 ZEBRA_TOKENS = list(CLUE_TYPES) + ["LHS", "RHS", "CLUE_END", "ANSWER", "n", "c"]
-SENTINELS = [f"<extra_id_{i}>" for i in range(8)]  # the default; `sentinel_words(n)` for a wider mask window
+DEFAULT_SENTINELS = 8  # `<extra_id_0>` … `<extra_id_7>`; `sentinel_words(n)` for a wider mask window
 MAX_CANVAS_CELLS = 81  # a 9×9 Sudoku; the Zebra canvas has 36
 
 
@@ -27,19 +27,23 @@ def canvas_index_words(cells: int) -> list[str]:
 
 def check_sentinels(sentinels: int) -> int:
     """`sentinels` if it is a count the puzzle vocabulary can hold (the default eight up to one per cell of a 9×9)."""
-    if not len(SENTINELS) <= sentinels <= MAX_CANVAS_CELLS:
-        raise ValueError(f"sentinels must be in {len(SENTINELS)} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
+    if not DEFAULT_SENTINELS <= sentinels <= MAX_CANVAS_CELLS:
+        raise ValueError(f"sentinels must be in {DEFAULT_SENTINELS} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
     return sentinels
 
 
-def sentinel_words(sentinels: int = len(SENTINELS)) -> list[str]:
+def sentinel_words(sentinels: int = DEFAULT_SENTINELS) -> list[str]:
     """`<extra_id_0> … <extra_id_(sentinels−1)>`: one per cell a MASK-INFILL call masks, so `sentinels` bounds the mask
     window and the R-task's `infill_targets`."""
     check_sentinels(sentinels)
     return [f"<extra_id_{i}>" for i in range(sentinels)]
 
 
-def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None, sentinels: int = len(SENTINELS)) -> list[str]:
+SENTINELS = sentinel_words()
+
+
+def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None,
+                 sentinels: int = DEFAULT_SENTINELS) -> list[str]:
     """Ordered vocabulary; ``kind=None`` gives the shared Sudoku + Zebra vocabulary; ``canvas_cells`` appends the
     `canvas_index_words` (after the sentinels, so the other ids do not move); ``sentinels`` beyond the default eight
     come last, so a vocabulary with more of them keeps every id of the default one."""
@@ -55,7 +59,7 @@ def puzzle_vocab(kind: str | None = None, canvas_cells: int | None = None, senti
         words += ZEBRA_TOKENS
     words += SENTINELS
     words += canvas_index_words(canvas_cells) if canvas_cells else []
-    return words + sentinel_words(sentinels)[len(SENTINELS):]
+    return words + sentinel_words(sentinels)[DEFAULT_SENTINELS:]
 
 
 def canvas_index_suffix(tokenizer: PreTrainedTokenizerFast) -> str:
@@ -91,7 +95,7 @@ def encoder_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> l
 
 
 def build_puzzle_tokenizer(kind: str | None = None, canvas_cells: int | None = None,
-                           sentinels: int = len(SENTINELS)) -> PreTrainedTokenizerFast:
+                           sentinels: int = DEFAULT_SENTINELS) -> PreTrainedTokenizerFast:
     """Whitespace word-level tokenizer; encoding appends ``</s>`` like T5. ``canvas_cells``, ``sentinels``: see
     `puzzle_vocab`."""
     vocab = {w: i for i, w in enumerate(puzzle_vocab(kind, canvas_cells, sentinels))}
