@@ -119,6 +119,9 @@ class RecipeConfig:
     sentinels: int = 8  # `<extra_id_i>` words in the tokenizer: the most cells one MASK-INFILL call masks
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
+    # stage 1's progress (the cosine's: the larger of step and budget share) from which `draft_corruption` applies;
+    # before it those examples are corrupted like the others (a young model's drafts are near uniform noise)
+    draft_corruption_from: float = 0.0
     # share of R-task examples whose span targets visit the masked cells in a random order: trains the decoder row
     # `[start, <extra_id_j>]` that a parallel update (`generate(update_block=m)`) reads for slot j > 0
     slot_shuffle: float = 0.0
@@ -191,6 +194,9 @@ class RecipeConfig:
             raise ValueError(f"peer_attention needs backbone 't5' (its relative attention bias), got {self.backbone!r}")
         if self.canvas_init_std < 0:
             raise ValueError(f"canvas_init_std must be >= 0 (0: zero-initialised tables), got {self.canvas_init_std}")
+        if not 0.0 <= self.draft_corruption_from < 1.0:
+            raise ValueError(f"draft_corruption_from must be in [0, 1) (a share of stage 1's progress), got "
+                             f"{self.draft_corruption_from}")
         if self.curve_every < 0 or self.curve_puzzles < 1:
             raise ValueError(f"curve_every must be >= 0 (0: no learning curve) and curve_puzzles >= 1, got "
                              f"{self.curve_every} and {self.curve_puzzles}")
@@ -528,6 +534,10 @@ class TimeBudget(TrainerCallback):
         if self.fraction() >= 1.0:
             control.should_training_stop = True
 
+    def progress(self, step: int, steps: int) -> float:
+        """A run's progress in [0, 1]: the larger of `step / steps` and the spent share of the budget."""
+        return min(1.0, max(step / max(1, steps), self.fraction()))
+
 
 class BudgetCosineSchedule:
     """Trainer mixin: linear warm-up, then cosine decay to 0 whose progress is the larger of
@@ -547,8 +557,8 @@ class BudgetCosineSchedule:
             def factor(step: int) -> float:
                 if step < warmup:
                     return step / max(1, warmup)
-                progress = max((step - warmup) / max(1, num_training_steps - warmup), budget.fraction())
-                return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+                progress = budget.progress(step - warmup, num_training_steps - warmup)
+                return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
             self._created_lr_scheduler = True
@@ -597,6 +607,21 @@ def stage1_loss(model: GlauberT5ForDiffusion, inputs: dict[str, torch.Tensor]) -
     counts = [int((g["labels"] != -100).sum()) for g in groups]
     total = sum(counts)
     return sum(model(**g).loss * (n / total) for g, n in zip(groups, counts) if n)
+
+
+class DraftCorruptionFrom(TrainerCallback):
+    """Gives the stage-1 collator its `draft_corruption` share once the run's progress (`TimeBudget.progress`)
+    reaches `start`, and records the step at which it did."""
+
+    def __init__(self, collator: PuzzleUL2Collator, share: float, start: float, budget: TimeBudget):
+        self.collator, self.share, self.start, self.budget = collator, share, start, budget
+        self.step: int | None = None
+        collator.draft_corruption = 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.step is None and self.budget.progress(state.global_step, state.max_steps) >= self.start:
+            self.collator.draft_corruption = self.share
+            self.step = state.global_step
 
 
 class Stage1Trainer(BudgetTrainer):
@@ -662,8 +687,15 @@ def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cp
                                                          precision, cfg.seed, loader_workers(cfg, device)))
     trainer = Stage1Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator, budget_s=budget_s,
                             callbacks=callbacks)
+    drafts = None
+    if cfg.draft_corruption and cfg.draft_corruption_from:
+        drafts = DraftCorruptionFrom(collator, cfg.draft_corruption, cfg.draft_corruption_from, trainer.time_budget)
+        trainer.add_callback(drafts)
     try:
-        return _run(trainer)
+        summary = _run(trainer)
+        if drafts is not None:
+            summary["draft_corruption_from_step"] = drafts.step
+        return summary
     finally:
         for p in held_at_zero:
             p.requires_grad_(True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from modeling_glauber.infill import infill_span_targets
 from puzzles import cli, data, sudoku, zebra
@@ -249,6 +250,32 @@ def test_draft_corruption_shows_the_refiner_the_models_own_draft(tiny):
         PuzzleUL2Collator(model, legal, draft_corruption=-0.1)
     with pytest.raises(ValueError, match="relabel_corruption \\+ draft_corruption"):
         PuzzleUL2Collator(model, legal, relabel_corruption=0.6, draft_corruption=0.6)
+
+
+def test_draft_corruption_from_draws_drafts_only_past_that_share_of_stage1(sudoku4, tmp_path, monkeypatch):
+    cfg = RecipeConfig(**TINY, stage1_steps=8, draft_corruption=0.5, draft_corruption_from=0.5)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    drafted_rows: list[int] = []
+    plain = PuzzleUL2Collator._drafts
+
+    def counted(self, batch, frozen, rows):
+        drafted_rows.append(len(rows))
+        return plain(self, batch, frozen, rows)
+
+    monkeypatch.setattr(PuzzleUL2Collator, "_drafts", counted)
+    at_step: dict[int, int] = {}
+
+    class Count(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            at_step[state.global_step] = len(drafted_rows)
+
+    stage1 = train_stage1(model, tokenized(sudoku4["train"], tok), cfg, str(tmp_path / "s1"), callbacks=[Count()])
+    assert stage1["draft_corruption_from_step"] == 4  # progress 4 / 8 reaches the share
+    assert at_step[4] == 0, "no draft before the switch"
+    assert at_step[8] > 0, "drafts after it"
+    with pytest.raises(ValueError, match=r"draft_corruption_from must be in \[0, 1\)"):
+        RecipeConfig(**TINY, draft_corruption_from=1.0)
 
 
 def test_puzzles_eval_exclude_keeps_only_unseen_prompts(sudoku4, tmp_path, capsys):
