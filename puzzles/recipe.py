@@ -610,13 +610,16 @@ def stage1_loss(model: GlauberT5ForDiffusion, inputs: dict[str, torch.Tensor]) -
 
 
 class DraftCorruptionFrom(TrainerCallback):
-    """Gives the stage-1 collator its `draft_corruption` share once the run's progress (`TimeBudget.progress`)
-    reaches `start`, and records the step at which it did."""
+    """Holds the stage-1 collator's `draft_corruption` at 0 from the start of training until the run's progress
+    (`TimeBudget.progress`) reaches `start`, then gives it `share`; records the step at which it did."""
 
     def __init__(self, collator: PuzzleUL2Collator, share: float, start: float, budget: TimeBudget):
         self.collator, self.share, self.start, self.budget = collator, share, start, budget
         self.step: int | None = None
-        collator.draft_corruption = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.draft_corruption = 0.0
+        self.step = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.step is None and self.budget.progress(state.global_step, state.max_steps) >= self.start:

@@ -25,11 +25,10 @@ def canvas_index_words(cells: int) -> list[str]:
     return [f"@{i}" for i in range(cells)]
 
 
-def check_sentinels(sentinels: int) -> int:
-    """`sentinels` if it is a count the puzzle vocabulary can hold (the default eight up to one per cell of a 9×9)."""
+def check_sentinels(sentinels: int) -> None:
+    """Refuses a sentinel count the puzzle vocabulary cannot hold (the default eight up to one per cell of a 9×9)."""
     if not DEFAULT_SENTINELS <= sentinels <= MAX_CANVAS_CELLS:
         raise ValueError(f"sentinels must be in {DEFAULT_SENTINELS} … {MAX_CANVAS_CELLS}, got {sentinels!r}")
-    return sentinels
 
 
 def sentinel_words(sentinels: int = DEFAULT_SENTINELS) -> list[str]:
