@@ -180,13 +180,25 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
     return records
 
 
+def recipe_config(args: argparse.Namespace) -> RecipeConfig:
+    """`--config` with the command line's overrides: `--set FIELD=VALUE` and the flags that name a field
+    (`--stage1-steps`, …); a flag and a `--set` of the same field must agree."""
+    overrides = dict(args.set)
+    for name in ("stage1_steps", "stage2_steps", "n_train", "n_test"):
+        flag = getattr(args, name)
+        if flag is None:
+            continue
+        if overrides.get(name, flag) != flag:
+            raise ValueError(f"--{name.replace('_', '-')} {flag} and --set {name}={overrides[name]} disagree: give one")
+        overrides[name] = flag
+    return RecipeConfig.load(args.config, **overrides)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole recipe; prints the table and returns the results dict (also written to `--out`)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = RecipeConfig.load(args.config, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                            n_train=args.n_train, n_test=args.n_test,
-                            **dict(args.set))
+    cfg = recipe_config(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

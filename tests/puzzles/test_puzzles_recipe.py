@@ -42,7 +42,7 @@ from puzzles.recipe import (
     train_stage1,
     train_stage2,
 )
-from puzzles.run import add_run_arguments, load_rows, run, save_demo_asset
+from puzzles.run import add_run_arguments, load_rows, recipe_config, run, save_demo_asset
 from puzzles.tokenizer import build_puzzle_tokenizer, entities_as_cell_words
 from trainers import GlauberTrainer
 
@@ -538,6 +538,20 @@ def test_set_overrides_a_recipe_field_with_its_type():
         RecipeConfig.parse_override("canvas_index=maybe")
     with pytest.raises(ValueError, match="stage2_steps must be >= 0"):
         RecipeConfig(stage2_steps=-1)
+
+
+def test_step_flags_and_set_of_the_same_field_combine_unless_they_disagree(tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(dict(TINY, kind="sudoku", stage2_steps=7)))
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, str(config))
+    out = ["--out", str(tmp_path / "run")]
+    assert recipe_config(parser.parse_args(out)).stage2_steps == 7
+    assert recipe_config(parser.parse_args(out + ["--set", "stage2_steps=0"])).stage2_steps == 0
+    assert recipe_config(parser.parse_args(out + ["--stage2-steps", "3"])).stage2_steps == 3
+    assert recipe_config(parser.parse_args(out + ["--stage2-steps", "0", "--set", "stage2_steps=0"])).stage2_steps == 0
+    with pytest.raises(ValueError, match=r"--stage2-steps 3 and --set stage2_steps=0 disagree"):
+        recipe_config(parser.parse_args(out + ["--stage2-steps", "3", "--set", "stage2_steps=0"]))
 
 
 def test_run_checkpoints_after_each_stage_and_applies_set(sudoku4, tmp_path, monkeypatch, capsys):
