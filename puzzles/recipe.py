@@ -119,8 +119,8 @@ class RecipeConfig:
     sentinels: int = 8  # `<extra_id_i>` words in the tokenizer: the most cells one MASK-INFILL call masks
     relabel_corruption: float = 0.0  # share of R-task examples corrupted by a value permutation, not uniform noise
     draft_corruption: float = 0.0  # share of R-task examples whose context is the model's own sampled draft
-    # stage 1's progress (the cosine's: the larger of step and budget share) from which `draft_corruption` applies;
-    # before it those examples are corrupted like the others (a young model's drafts are near uniform noise)
+    # stage 1's progress (`TimeBudget.progress`: the larger of step and budget share) from which `draft_corruption`
+    # applies; before it those examples are corrupted like the others (a young model's drafts are near uniform noise)
     draft_corruption_from: float = 0.0
     # share of R-task examples whose span targets visit the masked cells in a random order: trains the decoder row
     # `[start, <extra_id_j>]` that a parallel update (`generate(update_block=m)`) reads for slot j > 0
