@@ -59,7 +59,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_config: str) -> N
     parser.add_argument("--n-train", type=positive_int,
                         help="training puzzles (>= 1): generated in the run (default: the config's n_train), or with "
                              "--data the first K rows of its train split (default: all; more than it holds is an "
-                             "error)")
+                             "error; --set n_train=K alike)")
     parser.add_argument("--n-test", type=positive_int,
                         help="test puzzles (>= 1): as --n-train, for the test split and the config's n_test")
     parser.add_argument("--eval-limit", type=positive_int, help="evaluate on the first K >= 1 test puzzles only")
@@ -202,7 +202,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ds = load_or_make_data(cfg, args.data, args.workers, args.n_train, args.n_test)
+    # with --data a split size from the command line (flag or --set) cuts the split; the config file's does not
+    given = {name for name, _ in args.set} | {name for name in ("n_train", "n_test") if getattr(args, name) is not None}
+    ds = load_or_make_data(cfg, args.data, args.workers,
+                           *(getattr(cfg, name) if name in given else None for name in ("n_train", "n_test")))
     data_seconds = time.perf_counter() - started
     # results.json records the split sizes the run used: with --data those of the dataset, not the config's.
     cfg = dataclasses.replace(cfg, n_train=ds["train"].num_rows, n_test=ds["test"].num_rows)

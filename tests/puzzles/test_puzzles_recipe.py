@@ -668,6 +668,8 @@ def test_run_with_data_uses_and_records_its_rows_and_refuses_other_puzzles(sudok
     assert saved["data"]["train_rows"] == saved["config"]["n_train"] == 40
     assert saved["data"]["test_rows"] == saved["data"]["evaluated_rows"] == 8
     assert saved["results"][0]["n"] == 8
+    summary = run(_run_args(tmp_path, config, "--data", str(data_dir), "--set", "n_train=24", "--set", "n_test=4"))
+    assert summary["data"]["train_rows"] == 24 and summary["data"]["test_rows"] == 4
     with pytest.raises(ValueError, match="--n-train 97: --data .* holds only 96 train rows"):
         run(_run_args(tmp_path, config, "--data", str(data_dir), "--n-train", "97"))
     six = tmp_path / "six"
