@@ -92,11 +92,13 @@ def load_or_make_data(cfg: RecipeConfig, data_dir: str | None, workers: int, n_t
     if data_dir:
         ds = load_from_disk(data_dir)
         check_data_matches(cfg, ds, data_dir)
-        for split, flag, count in (("train", "--n-train", n_train), ("test", "--n-test", n_test)):
+        for split, field, count in (("train", "n_train", n_train), ("test", "n_test", n_test)):
             if count is not None:
                 if count > ds[split].num_rows:
-                    raise ValueError(f"{flag} {count}: --data {data_dir} holds only {ds[split].num_rows} {split} "
-                                     f"rows; pass at most that, or omit {flag} to use them all")
+                    flag = f"--{field.replace('_', '-')}"
+                    raise ValueError(f"{field} {count} ({flag} or --set {field}): --data {data_dir} holds only "
+                                     f"{ds[split].num_rows} {split} rows; pass at most that, or omit {flag} and "
+                                     f"--set {field} to use them all")
                 ds[split] = ds[split].select(range(count))
         return ds
     if cfg.kind == "sudoku":

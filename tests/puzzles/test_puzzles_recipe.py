@@ -670,8 +670,10 @@ def test_run_with_data_uses_and_records_its_rows_and_refuses_other_puzzles(sudok
     assert saved["results"][0]["n"] == 8
     summary = run(_run_args(tmp_path, config, "--data", str(data_dir), "--set", "n_train=24", "--set", "n_test=4"))
     assert summary["data"]["train_rows"] == 24 and summary["data"]["test_rows"] == 4
-    with pytest.raises(ValueError, match="--n-train 97: --data .* holds only 96 train rows"):
+    with pytest.raises(ValueError, match=r"n_train 97 \(--n-train or --set n_train\): --data .* holds only 96 train"):
         run(_run_args(tmp_path, config, "--data", str(data_dir), "--n-train", "97"))
+    with pytest.raises(ValueError, match=r"n_test 17 \(--n-test or --set n_test\): --data .* holds only 16 test"):
+        run(_run_args(tmp_path, config, "--data", str(data_dir), "--set", "n_test=17"))
     six = tmp_path / "six"
     data.build_sudoku(6, 4, 1, seed=0, progress=False)[0].save_to_disk(str(six))
     with pytest.raises(ValueError, match="holds sudoku 6x6 puzzles, but the config's model is for sudoku 4x4"):
