@@ -182,8 +182,8 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
     return records
 
 
-def recipe_config(args: argparse.Namespace) -> RecipeConfig:
-    """`--config` with the command line's overrides: `--set FIELD=VALUE` and the flags that name a field
+def command_line_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields the command line sets: `--set FIELD=VALUE` and the flags that name a field
     (`--stage1-steps`, …); a flag and a `--set` of the same field must agree."""
     overrides = dict(args.set)
     for name in ("stage1_steps", "stage2_steps", "n_train", "n_test"):
@@ -193,21 +193,21 @@ def recipe_config(args: argparse.Namespace) -> RecipeConfig:
         if overrides.get(name, flag) != flag:
             raise ValueError(f"--{name.replace('_', '-')} {flag} and --set {name}={overrides[name]} disagree: give one")
         overrides[name] = flag
-    return RecipeConfig.load(args.config, **overrides)
+    return overrides
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole recipe; prints the table and returns the results dict (also written to `--out`)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = recipe_config(args)
+    overrides = command_line_overrides(args)
+    cfg = RecipeConfig.load(args.config, **overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    # with --data a split size from the command line (flag or --set) cuts the split; the config file's does not
-    given = {name for name, _ in args.set} | {name for name in ("n_train", "n_test") if getattr(args, name) is not None}
+    # with --data a split size the command line sets cuts the split; the config file's does not
     ds = load_or_make_data(cfg, args.data, args.workers,
-                           *(getattr(cfg, name) if name in given else None for name in ("n_train", "n_test")))
+                           *(overrides.get(name) for name in ("n_train", "n_test")))
     data_seconds = time.perf_counter() - started
     # results.json records the split sizes the run used: with --data those of the dataset, not the config's.
     cfg = dataclasses.replace(cfg, n_train=ds["train"].num_rows, n_test=ds["test"].num_rows)

@@ -42,7 +42,7 @@ from puzzles.recipe import (
     train_stage1,
     train_stage2,
 )
-from puzzles.run import add_run_arguments, load_rows, recipe_config, run, save_demo_asset
+from puzzles.run import add_run_arguments, command_line_overrides, load_rows, run, save_demo_asset
 from puzzles.tokenizer import build_puzzle_tokenizer, entities_as_cell_words
 from trainers import GlauberTrainer
 
@@ -546,6 +546,10 @@ def test_step_flags_and_set_of_the_same_field_combine_unless_they_disagree(tmp_p
     parser = argparse.ArgumentParser()
     add_run_arguments(parser, str(config))
     out = ["--out", str(tmp_path / "run")]
+
+    def recipe_config(args):
+        return RecipeConfig.load(args.config, **command_line_overrides(args))
+
     assert recipe_config(parser.parse_args(out)).stage2_steps == 7
     assert recipe_config(parser.parse_args(out + ["--set", "stage2_steps=0"])).stage2_steps == 0
     assert recipe_config(parser.parse_args(out + ["--stage2-steps", "3"])).stage2_steps == 3
