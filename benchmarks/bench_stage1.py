@@ -40,9 +40,10 @@ def trainer_parts(cfg: RecipeConfig, rows, loss=stage1_loss):
     """Model, collator, optimiser, tokenized rows and loss of one recipe, as `train_stage1` builds them."""
     tok = build_tokenizer(cfg)
     model = build_model(cfg, tok).train()
-    collator = stage1_collator(model, cfg)
+    train = tokenized(rows, tok)
+    collator = stage1_collator(model, cfg, train)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.stage1_lr)
-    return model, collator, optimiser, tokenized(rows, tok), loss
+    return model, collator, optimiser, train, loss
 
 
 def timed_steps(parts, batch: int, steps: int, offset: int) -> tuple[float, float]:

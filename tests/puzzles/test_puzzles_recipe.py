@@ -221,35 +221,55 @@ def test_relabel_corruption_gives_a_value_permutation_of_the_solution(tiny):
         PuzzleUL2Collator(tiny[2], legal, relabel_corruption=1.5)
 
 
-def test_draft_corruption_shows_the_refiner_the_models_own_draft(tiny):
+def test_drafted_examples_are_pooled_puzzles_read_through_the_models_own_draft(tiny, monkeypatch):
     cfg, tok, _, train = tiny
     model = build_model(cfg, tok)
     only = tok.convert_tokens_to_ids("3")
     model.restrict_canvas_vocabulary([only])  # the draft of this model fills every free cell with "3"
     legal = tok.convert_tokens_to_ids(legal_canvas_tokens("sudoku", 4))
-    features = [train[i] for i in range(12)]
-    solutions = torch.stack([torch.as_tensor(f["canvas_ids"]) for f in features]).repeat_interleave(2, 0)
-    frozen = torch.stack([torch.as_tensor(f["frozen"], dtype=torch.bool) for f in features]).repeat_interleave(2, 0)
+    features = [train[i] for i in range(1, 13)]
+    pooled = train[0]  # the only draft source: every drafted example is this puzzle, none of the batch's rows
+    solution, given = torch.as_tensor(pooled["canvas_ids"]), torch.as_tensor(pooled["frozen"], dtype=torch.bool)
     sentinels = torch.as_tensor(model.config.sentinel_token_ids)
+    draft_rows: list[int] = []
+    plain = model.generate
 
-    def contexts(**kwargs):
-        collator = PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=2, infill_targets=3, seed=5,
-                                     **kwargs)
-        return collator(features)["input_ids"][:, -1 - solutions.shape[1]:-1]
+    def counted(**kwargs):
+        draft_rows.append(kwargs["canvas_ids"].shape[0])
+        return plain(**kwargs)
+
+    monkeypatch.setattr(model, "generate", counted)
+
+    def collator(**kwargs):
+        return PuzzleUL2Collator(model, legal, causal_fraction=0.0, infill_per_row=2, infill_targets=3, seed=5,
+                                 **kwargs)
+
+    def contexts(collate):
+        return collate(features)["input_ids"][:, -1 - len(solution):-1]
 
     model.train()
-    drafted = contexts(draft_corruption=1.0)
+    drafting = collator(draft_corruption=1.0, draft_source=[pooled], draft_pool=5)
+    drafted = contexts(drafting)
     assert model.training, "drafting in eval mode hands the model back in training mode"
+    assert draft_rows == [5] * 3, "24 drafted examples, two per pooled row: three draft calls of draft_pool = 5"
+    contexts(drafting)
+    assert draft_rows == [5] * 5, "the next batch uses the 3 rows left over and drafts 10 more"
+    assert drafted.shape[0] == 24
     unmasked = ~torch.isin(drafted, sentinels)
-    assert bool((drafted[frozen] == solutions[frozen]).all()), "givens stay"
-    assert bool((drafted[unmasked & ~frozen] == only).all())
-    assert int((unmasked & ~frozen & (solutions != only)).sum()) > 0, "the draft differs from the solution"
-    noised = contexts(relabel_corruption=0.5)
-    assert not bool((noised[~torch.isin(noised, sentinels) & ~frozen] == only).all())
+    assert bool((drafted[:, given] == solution[given]).all()), "the pooled puzzle's givens stay"
+    assert bool((drafted[unmasked & ~given] == only).all())
+    assert bool((solution[~given] != only).any()), "the draft differs from the solution"
+    noised = contexts(collator(relabel_corruption=0.5))
+    free = ~torch.stack([torch.as_tensor(f["frozen"], dtype=torch.bool) for f in features]).repeat_interleave(2, 0)
+    assert not bool((noised[~torch.isin(noised, sentinels) & free] == only).all())
     with pytest.raises(ValueError, match="draft_corruption"):
         PuzzleUL2Collator(model, legal, draft_corruption=-0.1)
     with pytest.raises(ValueError, match="relabel_corruption \\+ draft_corruption"):
         PuzzleUL2Collator(model, legal, relabel_corruption=0.6, draft_corruption=0.6)
+    with pytest.raises(ValueError, match="draft_source"):
+        PuzzleUL2Collator(model, legal, draft_corruption=0.5)
+    with pytest.raises(ValueError, match="draft_pool"):
+        PuzzleUL2Collator(model, legal, draft_corruption=0.5, draft_source=[pooled], draft_pool=0)
 
 
 def test_draft_corruption_from_draws_drafts_only_past_that_share_of_stage1(sudoku4, tmp_path, monkeypatch):
@@ -257,13 +277,13 @@ def test_draft_corruption_from_draws_drafts_only_past_that_share_of_stage1(sudok
     tok = build_tokenizer(cfg)
     model = build_model(cfg, tok)
     drafted_rows: list[int] = []
-    plain = PuzzleUL2Collator._drafts
+    plain = PuzzleUL2Collator._drafted_rows
 
-    def counted(self, batch, frozen, rows):
-        drafted_rows.append(len(rows))
-        return plain(self, batch, frozen, rows)
+    def counted(self):
+        drafted_rows.append(self.draft_pool)
+        return plain(self)
 
-    monkeypatch.setattr(PuzzleUL2Collator, "_drafts", counted)
+    monkeypatch.setattr(PuzzleUL2Collator, "_drafted_rows", counted)
     at_step: dict[int, int] = {}
 
     class Count(TrainerCallback):
@@ -1014,7 +1034,8 @@ def test_peer_attention_starts_at_zero_and_trains_in_stage_one(sudoku4):
     tok = build_tokenizer(cfg)
     model = build_model(cfg, tok).train()
     assert model.config.canvas_peer_attention and not model.canvas_peer_bias.weight.any()  # not a canvas table
-    batch = stage1_collator(model, cfg)(list(tokenized(sudoku4["train"], tok).select(range(8))))
+    train = tokenized(sudoku4["train"], tok)
+    batch = stage1_collator(model, cfg, train)(list(train.select(range(8))))
     stage1_loss(model, batch).backward()
     assert model.canvas_peer_bias.weight.grad.abs().sum() > 0
 
