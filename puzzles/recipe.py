@@ -552,6 +552,7 @@ class PuzzleUL2Collator:
         k = rng.integers(np.minimum(self.infill_targets_min, most), most + 1)
         valid = np.arange(order.shape[1])[None, :] < k[:, None]
         drafted = drafted.numpy()
+        # relabel_corruption is a share of all examples, so of the undrafted ones it is rc / (1 − draft_corruption)
         relabelled = ~drafted & (rng.random(rows) < self.relabel_corruption / max(1.0 - self.draft_corruption, 1e-9))
         rho = rng.random(rows) * np.where(relabelled, 1.0, self.max_corruption)
         noisy = free & ~drafted[:, None] & (rng.random((rows, length)) < rho[:, None])
