@@ -66,33 +66,35 @@ def format_table(records: Sequence[dict[str, Any]], draft_name: str | None = Non
 
 
 def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Two panels: solved % vs N (Glauber rounds) and solved % vs model calls (every method), with 95 % CIs."""
+    """Solved % vs model calls (every method) and, when there are Glauber records, solved % vs N (Glauber rounds),
+    with 95 % CIs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_n, by_calls) = plt.subplots(1, 2, figsize=(10, 4))
     glauber = sorted((r for r in records if r["num_rounds"] is not None), key=lambda r: r["num_rounds"])
+    fig, axes = plt.subplots(1, 2 if glauber else 1, figsize=(10 if glauber else 5.5, 4), squeeze=False)
+    by_calls = axes[0, -1]
 
     def errors(rs):
         return [[100 * (r["solved"] - r["solved_ci_low"]) for r in rs], [100 * (r["solved_ci_high"] - r["solved"]) for r in rs]]
 
     if glauber:
+        by_n = axes[0, 0]
         by_n.errorbar([r["num_rounds"] for r in glauber], [100 * r["solved"] for r in glauber], yerr=errors(glauber),
                       marker="o", capsize=3, label="Glauber (N = 0 is the causal draft)")
         by_calls.errorbar([r["model_calls"] for r in glauber], [100 * r["solved"] for r in glauber],
                           yerr=errors(glauber), marker="o", capsize=3, label="Glauber N = 0…")
+        by_n.set_xlabel("Glauber rounds N")
+        by_n.set_xticks([r["num_rounds"] for r in glauber])
     baselines = [r for r in records if r["num_rounds"] is None]
     for r, marker in zip(baselines, itertools.cycle("s^Dv")):  # hollow and distinct: equal results stay visible
         by_calls.errorbar([r["model_calls"]], [100 * r["solved"]], yerr=errors([r]), marker=marker, markersize=8,
                           markerfacecolor="none", markeredgewidth=1.5, capsize=3, linestyle="none", label=r["method"])
-    by_n.set_xlabel("Glauber rounds N")
-    by_n.set_ylabel("puzzles solved (%)")
-    by_n.set_xticks([r["num_rounds"] for r in glauber])
     by_calls.set_xlabel("batched model calls per puzzle")
-    by_calls.set_ylabel("puzzles solved (%)")
-    for ax in (by_n, by_calls):
+    for ax in axes[0]:
+        ax.set_ylabel("puzzles solved (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -493,6 +494,21 @@ def test_shipped_demo_checkpoint_beats_its_draft(tmp_path):
     assert refined["solved"] > draft["solved"]
     assert fixes(draft, refined)["fixed"] > 0
     assert plot_results([draft, refined], tmp_path / "p.png").stat().st_size > 0
+
+
+def test_results_plot_of_baselines_alone_has_one_panel_and_no_empty_legend(tmp_path):
+    from PIL import Image
+
+    def record(method, rounds, calls, solved):
+        return {"method": method, "num_rounds": rounds, "model_calls": calls, "solved": solved,
+                "solved_ci_low": solved - 0.05, "solved_ci_high": min(1.0, solved + 0.05)}
+
+    baselines = [record("MDM Top-K prob", None, 16, 0.6), record("AR solver order", None, 16, 0.2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a panel's legend has nothing to show
+        alone = plot_results(baselines, tmp_path / "alone.png")
+    both = plot_results([record("draft", 0, 16, 0.5), record("N=3", 3, 64, 0.9), *baselines], tmp_path / "both.png")
+    assert Image.open(alone).size[0] < 0.6 * Image.open(both).size[0]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.json")), ids=lambda p: p.name)
