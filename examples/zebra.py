@@ -4,7 +4,7 @@
         --device cuda --precision bf16 --time-budget-s 480
 
 Without `--data` the puzzles are generated inside the run. `--out` receives `model/` (weights + tokenizer),
-`results.json`, `results.md` and `results.png`.
+`results.json`, `results.md` and `results.png`; with the baselines also `baseline-mdm/model/` and `baseline-ar/model/`.
 """
 
 from __future__ import annotations

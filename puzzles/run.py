@@ -145,9 +145,9 @@ def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[
 
 def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, device: str, precision: str,
                     steps: int, budget_s: float | None) -> list[dict]:
-    """MDM (Top-K probability and margin decoding) and AR-in-solver-order, same backbone size and data. The two share
-    `budget_s` seconds of training: each gets an equal part of what is left when it starts, so time one does not use
-    goes to the next."""
+    """MDM (Top-K probability and margin decoding) and AR-in-solver-order, same backbone size and data, each saved to
+    `out/baseline-{mdm,ar}/model`. The two share `budget_s` seconds of training: each gets an equal part of what is
+    left when it starts, so time one does not use goes to the next."""
     legal_words = legal_canvas_tokens(cfg.kind, cfg.size)
     legal = tokenizer.convert_tokens_to_ids(legal_words)
     mdm = build_model(cfg, tokenizer)
@@ -167,7 +167,8 @@ def train_baselines(cfg: RecipeConfig, tokenizer, train_ds, rows, out: Path, dev
         trainer = BudgetTrainer(model=model, args=args, train_dataset=ds, data_collator=collator, budget_s=share)
         started = time.perf_counter()
         trainer.train()
-        summaries[name] = {"steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1)}
+        summaries[name] = {"steps": trainer.state.global_step, "seconds": round(time.perf_counter() - started, 1),
+                           "checkpoint": str(save_checkpoint(model, tokenizer, out / f"baseline-{name}" / "model"))}
         model.eval()
     records = [
         run_method("MDM Top-K probability", lambda r: mdm_predictions(mdm, tokenizer, r, legal, "probability",

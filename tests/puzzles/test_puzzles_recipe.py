@@ -722,7 +722,7 @@ def test_run_with_data_uses_and_records_its_rows_and_refuses_other_puzzles(sudok
         run(_run_args(tmp_path, dict(config, kind="zebra"), "--data", str(data_dir)))
 
 
-def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypatch):
+def test_baselines_share_the_budget_the_stages_leave_and_are_saved_as_checkpoints(sudoku4, tmp_path, monkeypatch):
     import time
     from types import SimpleNamespace
 
@@ -753,6 +753,12 @@ def test_baselines_share_the_budget_the_stages_leave(sudoku4, tmp_path, monkeypa
     assert (100 - wall) / 2 < mdm <= stage2_budgets[0] / 2  # half of what stages 1 and 2 left
     # the rest: less the 0.1 s the MDM spent, and less nothing beyond the run's own wall time (a loaded machine)
     assert 2 * mdm - wall < ar <= 2 * mdm - 0.1
+    records = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    glauber = {k: v.shape for k, v in load_model(tmp_path / "run" / "model")[0].state_dict().items()}
+    for name, method in (("mdm", "MDM Top-K margin"), ("ar", "AR, solver order")):
+        saved = tmp_path / "run" / f"baseline-{name}" / "model"
+        assert next(r for r in records if r["method"] == method)["training"]["checkpoint"] == str(saved)
+        assert {k: v.shape for k, v in load_model(saved)[0].state_dict().items()} == glauber  # the same network
 
 
 STRUCTURED = dict(canvas_factors=True, given_embedding=True, infill_prompt=False, prompt_positions=True)
