@@ -37,6 +37,11 @@ class GlauberT5Config(PreTrainedConfig):
             canvas_peer_attention.
         canvas_given_embedding: add a learned, zero-initialised vector to the MASK-INFILL encoder token of every
             frozen canvas position (a puzzle's givens), so the infill tells givens from values it may change.
+        infill_decoder_canvas_positions: the MASK-INFILL decoder's `<extra_id_j>` (the token whose logits predict
+            window slot j) gets the canvas embedding of the position it asks for, and with
+            canvas_peer_attention_decoder the peer biases of that position, as the CAUSAL-GEN decoder input that
+            writes a cell does; False (the default) leaves the infill decoder unannotated, so the cell is found only
+            by matching the sentinel in the encoder. Needs canvas positions to embed.
         prompt_canvas_positions: the prompt holds one token per canvas position, in canvas order (a Sudoku grid
             with blanks): prompt token k gets the canvas embedding of position k in both modes.
         canvas_position_token_ids: ids of words that name a canvas position: a prompt token equal to
@@ -66,6 +71,7 @@ class GlauberT5Config(PreTrainedConfig):
     canvas_given_embedding: bool = False
     canvas_peer_attention: bool = False
     canvas_peer_attention_decoder: bool = False
+    infill_decoder_canvas_positions: bool = False
     prompt_canvas_positions: bool = False
     canvas_position_token_ids: list[int] | None = None
     infill_reads_prompt: bool = True
@@ -156,7 +162,7 @@ class GlauberT5Config(PreTrainedConfig):
                     f"({len(factors[0])} positions), got {self.canvas_position_embeddings}"
                 )
         for name in ("canvas_given_embedding", "canvas_peer_attention", "canvas_peer_attention_decoder",
-                     "prompt_canvas_positions", "infill_reads_prompt"):
+                     "infill_decoder_canvas_positions", "prompt_canvas_positions", "infill_reads_prompt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         named = self.canvas_position_token_ids
@@ -178,11 +184,12 @@ class GlauberT5Config(PreTrainedConfig):
             )
         if self.canvas_peer_attention_decoder and not self.canvas_peer_attention:
             raise ValueError("canvas_peer_attention_decoder needs canvas_peer_attention=True")
-        if self.prompt_canvas_positions and self.canvas_length_limit is None:
-            raise ValueError(
-                "prompt_canvas_positions needs canvas positions to embed: set canvas_position_embeddings > 0 or "
-                "canvas_position_factors"
-            )
+        for name in ("prompt_canvas_positions", "infill_decoder_canvas_positions"):
+            if getattr(self, name) and self.canvas_length_limit is None:
+                raise ValueError(
+                    f"{name} needs canvas positions to embed: set canvas_position_embeddings > 0 or "
+                    "canvas_position_factors"
+                )
 
     @property
     def canvas_length_limit(self) -> int | None:

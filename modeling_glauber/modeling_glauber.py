@@ -32,6 +32,7 @@ from .infill import (
     causal_encoder_inputs,
     infill_canvas_given,
     infill_canvas_positions,
+    infill_decoder_canvas_positions,
     infill_decoder_inputs,
     infill_encoder_inputs,
     infill_encoder_width,
@@ -310,14 +311,18 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         return self._factor_index[device]
 
     def peer_biases(self, canvas_positions: torch.Tensor | None,
-                    decoder_canvas_positions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                    decoder_canvas_positions: torch.Tensor | None = None,
+                    encoder: bool = True) -> dict[str, torch.Tensor]:
         """Peer biases (`peer_attention.py`) of an encoder input holding `canvas_positions` `[B, S]` and a decoder
-        input holding `decoder_canvas_positions` `[B, T]`, by attention; empty for a model without them."""
+        input holding `decoder_canvas_positions` `[B, T]`, by attention (`encoder=False`: the decoder's only, for a
+        decoder call over a computed encoder output); empty for a model without them."""
         if self.canvas_peer_bias is None or canvas_positions is None:
             return {}
         index = self._factor_table(canvas_positions.device)
-        biases = {"encoder": peer_attention_bias(canvas_positions, canvas_positions, index,
-                                                 self.canvas_peer_bias.weight)}
+        biases = {}
+        if encoder:
+            biases["encoder"] = peer_attention_bias(canvas_positions, canvas_positions, index,
+                                                    self.canvas_peer_bias.weight)
         if self.canvas_decoder_peer_bias is not None and decoder_canvas_positions is not None:
             biases["decoder"] = peer_attention_bias(decoder_canvas_positions, decoder_canvas_positions, index,
                                                     self.canvas_decoder_peer_bias.weight)
@@ -326,10 +331,10 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         return biases
 
     def peer_attention(self, canvas_positions: torch.Tensor | None,
-                       decoder_canvas_positions: torch.Tensor | None = None):
+                       decoder_canvas_positions: torch.Tensor | None = None, encoder: bool = True):
         """Context manager: the backbone call inside adds the peer biases of its tokens' canvas positions
         (`config.canvas_peer_attention`; a no-op for models without it or calls without positions)."""
-        biases = self.peer_biases(canvas_positions, decoder_canvas_positions)
+        biases = self.peer_biases(canvas_positions, decoder_canvas_positions, encoder)
         return self._peer_state.use(**biases) if biases else nullcontext()
 
     def embed_with_canvas_positions(
@@ -528,6 +533,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             "timesteps": tau,  # [1] (shared) or [B]
         }
         inputs.update(self.infill_encoder_annotations(prefix, canvas.shape[1]))
+        if self.config.infill_decoder_canvas_positions:
+            slot = window_positions.expand(canvas.shape[0], -1)[:, :1]
+            inputs["decoder_canvas_positions"] = infill_decoder_canvas_positions(slot)
         return inputs
 
     def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
@@ -657,9 +665,21 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             hidden, mask = hidden.repeat_interleave(num_predicted, 0), mask.repeat_interleave(num_predicted, 0)
             if modulation.shape[0] > 1:
                 modulation = modulation.repeat_interleave(num_predicted, 0)
-        with self._modulation_state.use(modulation):
-            decoded = self.backbone.get_decoder()(
-                input_ids=decoder_ids, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=False
+        decoder = self.backbone.get_decoder()
+        decoder_inputs, peer = {"input_ids": decoder_ids}, nullcontext()
+        if self.config.infill_decoder_canvas_positions:
+            slots = window_positions.expand(batch, -1)[:, :num_predicted].reshape(-1, 1)
+            positions = infill_decoder_canvas_positions(slots)
+            decoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
+                decoder.embed_tokens, decoder_ids, positions, "decoder_canvas_positions"
+            )}
+            encoder_positions = inputs.get("canvas_positions")
+            if encoder_positions is not None:
+                peer = self.peer_attention(encoder_positions.repeat_interleave(num_predicted, 0), positions,
+                                           encoder=False)
+        with self._modulation_state.use(modulation), peer:
+            decoded = decoder(
+                **decoder_inputs, encoder_hidden_states=hidden, encoder_attention_mask=mask, use_cache=False
             ).last_hidden_state
         logits = self._lm_head(decoded[:, -1:])
         return self.content_logits(logits.view(batch, num_predicted, -1))
@@ -963,6 +983,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         canvas_given_embedding: bool = False,
         canvas_peer_attention: bool = False,
         canvas_peer_attention_decoder: bool = False,
+        infill_decoder_canvas_positions: bool = False,
         prompt_canvas_positions: bool = False,
         canvas_position_token_ids: list[int] | None = None,
         infill_reads_prompt: bool = True,
@@ -1010,6 +1031,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
             canvas_given_embedding=canvas_given_embedding,
             canvas_peer_attention=canvas_peer_attention,
             canvas_peer_attention_decoder=canvas_peer_attention_decoder,
+            infill_decoder_canvas_positions=infill_decoder_canvas_positions,
             prompt_canvas_positions=prompt_canvas_positions,
             canvas_position_token_ids=canvas_position_token_ids,
             infill_reads_prompt=infill_reads_prompt,

@@ -40,7 +40,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, T5Config, T5F
 from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
-from modeling_glauber.infill import concat_mode_inputs, infill_span_targets
+from modeling_glauber.infill import concat_mode_inputs, infill_span_canvas_positions, infill_span_targets
 from puzzles import zebra
 from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
@@ -97,6 +97,9 @@ class RecipeConfig:
     peer_attention: bool = False
     peer_attention_decoder: bool = False  # also the draft decoder's self- and cross-attention (needs peer_attention)
     given_embedding: bool = False  # a learned marker on the infill's frozen canvas cells (`canvas_given_embedding`)
+    # the infill decoder's sentinel carries the canvas embedding (and peer biases) of the cell it predicts
+    # (`infill_decoder_canvas_positions`), as the causal decoder's input carries the cell it writes
+    infill_decoder_positions: bool = False
     infill_prompt: bool = True  # False: MASK-INFILL reads the canvas alone, its givens frozen (`infill_reads_prompt`)
     # the Sudoku prompt's grid token k gets cell k's canvas embedding (`prompt_canvas_positions`)
     prompt_positions: bool = False
@@ -189,6 +192,8 @@ class RecipeConfig:
             raise ValueError("prompt_positions needs a prompt of one token per cell: set canvas_index=false")
         if self.prompt_positions and not (self.canvas_factors or self.canvas_position_embeddings):
             raise ValueError("prompt_positions needs canvas_factors or canvas_position_embeddings to embed")
+        if self.infill_decoder_positions and not (self.canvas_factors or self.canvas_position_embeddings):
+            raise ValueError("infill_decoder_positions needs canvas_factors or canvas_position_embeddings to embed")
         if self.peer_attention and not self.canvas_factors:
             raise ValueError("peer_attention needs canvas_factors=true (the factors that make two cells peers)")
         if self.peer_attention_decoder and not self.peer_attention:
@@ -304,6 +309,7 @@ def build_model(cfg: RecipeConfig, tokenizer: PreTrainedTokenizerFast) -> Glaube
         canvas_given_embedding=cfg.given_embedding,
         canvas_peer_attention=cfg.peer_attention,
         canvas_peer_attention_decoder=cfg.peer_attention_decoder,
+        infill_decoder_canvas_positions=cfg.infill_decoder_positions,
         prompt_canvas_positions=cfg.prompt_positions,
         canvas_position_token_ids=(tokenizer.convert_tokens_to_ids(canvas_index_words(canvas_cells(cfg)))
                                    if cfg.clue_positions else None),
@@ -467,9 +473,12 @@ class PuzzleUL2Collator:
                 context[drafted] = drafts
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
             targets = canvas[i_rows].gather(1, window)
+            slot_orders = self._slot_orders(valid)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
-                targets, valid, c.decoder_start_id, c.sentinel_token_ids, self._slot_orders(valid)
+                targets, valid, c.decoder_start_id, c.sentinel_token_ids, slot_orders
             )
+            if c.infill_decoder_canvas_positions:
+                inputs["decoder_canvas_positions"] = infill_span_canvas_positions(window, valid, slot_orders)
             batches.append(inputs)
             labels.append(span_labels)
         inputs = concat_mode_inputs(batches, c.pad_id)

@@ -822,6 +822,7 @@ def test_augmentation_moves_prompt_canvas_and_givens_together(sudoku4):
      (dict(prompt_positions=True, canvas_factors=True, canvas_index=True), "set canvas_index=false"),
      (dict(prompt_positions=True), "prompt_positions needs canvas_factors"),
      (dict(peer_attention=True), "peer_attention needs canvas_factors=true"),
+     (dict(infill_decoder_positions=True), "infill_decoder_positions needs canvas_factors"),
      (dict(peer_attention_decoder=True, canvas_factors=True), "peer_attention_decoder needs peer_attention=true"),
      (dict(peer_attention=True, canvas_factors=True, backbone="t5gemma"), "peer_attention needs backbone 't5'"),
      (dict(kind="zebra-house", houses="3,4", attributes="3"), "houses and attributes must be one size each"),
@@ -1090,3 +1091,26 @@ def test_slot_shuffle_puts_every_masked_slot_first_and_scores_its_true_value(tin
         assert batch["labels"][row, 1] == solutions[row, cell]
     with pytest.raises(ValueError, match="slot_shuffle must be in"):
         PuzzleUL2Collator(model, legal, slot_shuffle=2.0)
+
+
+def test_stage1_infill_decoders_name_the_cell_behind_each_sentinel_and_train_its_embedding(sudoku4):
+    cfg = RecipeConfig(**TINY, **STRUCTURED, peer_attention=True, peer_attention_decoder=True,
+                       infill_decoder_positions=True, causal_fraction=0.0, infill_targets=4, slot_shuffle=0.5)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok).train()
+    train = tokenized(sudoku4["train"], tok)
+    batch = stage1_collator(model, cfg, train)(list(train.select(range(8))))
+    sentinels = set(model.config.sentinel_token_ids)
+    checked = 0
+    for row in range(len(batch["decoder_input_ids"])):
+        encoder = dict(zip(batch["input_ids"][row].tolist(), batch["canvas_positions"][row].tolist()))
+        decoder = zip(batch["decoder_input_ids"][row].tolist(), batch["decoder_canvas_positions"][row].tolist())
+        for token, cell in decoder:
+            if token in sentinels and token in encoder:
+                assert cell == encoder[token]  # the masked cell this sentinel stands for in the encoder
+                checked += 1
+            else:
+                assert cell == -1
+    assert checked == int((batch["labels"] != -100).sum())
+    stage1_loss(model, batch).backward()
+    assert model.canvas_cross_peer_bias.weight.grad.abs().sum() > 0
