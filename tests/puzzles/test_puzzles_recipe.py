@@ -1114,3 +1114,19 @@ def test_stage1_infill_decoders_name_the_cell_behind_each_sentinel_and_train_its
     assert checked == int((batch["labels"] != -100).sum())
     stage1_loss(model, batch).backward()
     assert model.canvas_cross_peer_bias.weight.grad.abs().sum() > 0
+
+
+def test_stage2_trains_an_infill_whose_decoder_names_its_cell(sudoku4, tmp_path):
+    cfg = RecipeConfig(**TINY, **STRUCTURED, peer_attention=True, peer_attention_decoder=True,
+                       infill_decoder_positions=True, stage2_steps=2, canvas_init_std=0.5, causal_loss_weight=0.0)
+    tok = build_tokenizer(cfg)
+    model = build_model(cfg, tok)
+    train = tokenized(sudoku4["train"], tok)
+    before = model.canvas_cross_peer_bias.weight.detach().clone()
+    assert math.isfinite(train_stage2(model, train, cfg, str(tmp_path / "s2"))["last_loss"])
+    # with no causal loss only the infill decoder reads the cross bias
+    assert not torch.equal(model.canvas_cross_peer_bias.weight.detach(), before)
+    rows = list(sudoku4["test"])[:4]
+    predictions, _ = glauber_predictions(model.eval(), tok, rows, 1)
+    for row, cells in zip(rows, predictions):
+        assert all(cells[k] == v for k, v in enumerate(row["canvas"].split()) if row["frozen"][k])
