@@ -220,20 +220,17 @@ def infill_decoder_inputs(
     return rows.repeat(batch_size, 1) if len(ids) > 1 else rows.expand(batch_size, -1)
 
 
-def infill_decoder_canvas_positions(slots: torch.Tensor) -> torch.Tensor:
-    """`decoder_canvas_positions` of MASK-INFILL decoder rows `[decoder_start, <extra_id_j>]` from `slots` `[B, 1]`,
-    the position each row asks for: `[B, 2]`, the start token holding none (-1), the sentinel its slot's position."""
-    return torch.cat([torch.full_like(slots, -1), slots], dim=1)
-
-
 def infill_span_canvas_positions(
-    window_positions: torch.Tensor, window_valid: torch.Tensor, slot_order: torch.Tensor | None = None
+    window_positions: torch.Tensor, window_valid: torch.Tensor | None = None, slot_order: torch.Tensor | None = None
 ) -> torch.Tensor:
     """`decoder_canvas_positions` of the `infill_span_targets` decoder `[decoder_start, <extra_id_0>, v_0, …]`:
     each `<extra_id_j>` holds its slot's position (the cell its logits predict), every other token none (-1).
-    Arguments as in `infill_span_targets`; `[B, 2m]`."""
+    Arguments as in `infill_span_targets` (`window_valid` None: every slot valid); `[B, 2m]`. With one slot this is
+    the MASK-INFILL decoder `[decoder_start, <extra_id_0>]` that generation reads: `[-1, k]`."""
     batch, slots = window_positions.shape
-    held = torch.where(window_valid, window_positions, torch.full_like(window_positions, -1))
+    held = window_positions
+    if window_valid is not None:
+        held = torch.where(window_valid, window_positions, torch.full_like(window_positions, -1))
     if slot_order is not None:
         held = held.gather(1, slot_order)
     pairs = torch.stack([held, torch.full_like(held, -1)], dim=2).reshape(batch, 2 * slots)
@@ -306,7 +303,7 @@ __all__ = [
     "prefix_canvas_positions",
     "prompt_canvas_positions",
     "infill_encoder_inputs",
-    "infill_decoder_canvas_positions",
     "infill_decoder_inputs",
+    "infill_span_canvas_positions",
     "mask_canvas",
 ]

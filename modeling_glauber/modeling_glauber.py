@@ -32,10 +32,10 @@ from .infill import (
     causal_encoder_inputs,
     infill_canvas_given,
     infill_canvas_positions,
-    infill_decoder_canvas_positions,
     infill_decoder_inputs,
     infill_encoder_inputs,
     infill_encoder_width,
+    infill_span_canvas_positions,
     prefix_canvas_positions,
 )
 from .peer_attention import PeerBiasHook, PeerBiasState, first_attentions, peer_attention_bias
@@ -535,7 +535,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         inputs.update(self.infill_encoder_annotations(prefix, canvas.shape[1]))
         if self.config.infill_decoder_canvas_positions:
             slot = window_positions.expand(canvas.shape[0], -1)[:, :1]
-            inputs["decoder_canvas_positions"] = infill_decoder_canvas_positions(slot)
+            inputs["decoder_canvas_positions"] = infill_span_canvas_positions(slot)
         return inputs
 
     def causal_logits(self, prefix: GlauberPrefix, canvas: torch.Tensor) -> torch.Tensor:
@@ -669,7 +669,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         decoder_inputs, peer = {"input_ids": decoder_ids}, nullcontext()
         if self.config.infill_decoder_canvas_positions:
             slots = window_positions.expand(batch, -1)[:, :num_predicted].reshape(-1, 1)
-            positions = infill_decoder_canvas_positions(slots)
+            positions = infill_span_canvas_positions(slots)
             decoder_inputs = {"inputs_embeds": self.embed_with_canvas_positions(
                 decoder.embed_tokens, decoder_ids, positions, "decoder_canvas_positions"
             )}
