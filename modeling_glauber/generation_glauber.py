@@ -36,7 +36,8 @@ from .sampling import (
 )
 from .time_conditioning import memoizing_modulation
 
-METROPOLIS_STARTS = ("draft", "uniform", "canvas")
+# x_T of a chain: the CAUSAL-GEN draft, each free position uniform over the content tokens, or canvas_ids as given
+CHAIN_STARTS = ("draft", "uniform", "canvas")
 # blocks whose time modulations `glauber_refine` computes in one batch (bounds the memo to this many rows)
 _PREFILL_BLOCKS = 64
 
@@ -254,6 +255,22 @@ class GlauberGenerationMixin:
             noise[:, position] = torch.where(frozen[:, position], canvas[:, position], drawn)
         return noise
 
+    @staticmethod
+    def check_chain_start(start: str, canvas_ids: torch.Tensor | None) -> None:
+        if start not in CHAIN_STARTS:
+            raise ValueError(f"start must be one of {CHAIN_STARTS}, got {start!r}")
+        if start == "canvas" and canvas_ids is None:
+            raise ValueError("start='canvas' needs canvas_ids (the chain's start)")
+
+    def chain_start(self, start: str, prefix, canvas: torch.Tensor, frozen: torch.Tensor, params: SamplingParams,
+                    seeds: torch.Tensor, progress=None) -> torch.Tensor:
+        """x_T of a chain (`CHAIN_STARTS`); only `"draft"` calls the model (L CAUSAL-GEN calls)."""
+        if start == "draft":
+            return self.causal_draft(prefix, canvas, frozen, params, seeds, progress=progress)
+        if start == "uniform":
+            return self._uniform_canvas(canvas, frozen, seeds)
+        return canvas.clone()
+
     @torch.no_grad()
     @memoizing_modulation
     def metropolis_refine(
@@ -299,10 +316,7 @@ class GlauberGenerationMixin:
             return_dict_in_generate: return a `GlauberMetropolisOutput` rather than the sequences.
         """
         beta = _check_beta(energy_beta)
-        if start not in METROPOLIS_STARTS:
-            raise ValueError(f"start must be one of {METROPOLIS_STARTS}, got {start!r}")
-        if start == "canvas" and canvas_ids is None:
-            raise ValueError("start='canvas' needs canvas_ids (the chain's start)")
+        self.check_chain_start(start, canvas_ids)
         rounds = self.config.num_rounds if num_rounds is None else num_rounds
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"num_rounds must be an integer >= 1 (Metropolis sweeps), got {num_rounds!r}")
@@ -333,12 +347,7 @@ class GlauberGenerationMixin:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=num_draft_calls + num_infill_calls, desc="glauber metropolis", unit="call")
-        if start == "draft":
-            x = self.causal_draft(prefix, canvas, frozen, params, seeds, progress=bar)
-        elif start == "uniform":
-            x = self._uniform_canvas(canvas, frozen, seeds)
-        else:
-            x = canvas.clone()
+        x = self.chain_start(start, prefix, canvas, frozen, params, seeds, progress=bar)
         start_sequences = x.clone()
 
         def evaluate(candidate: torch.Tensor) -> torch.Tensor:
@@ -412,4 +421,4 @@ class GlauberGenerationMixin:
         )
 
 
-__all__ = ["CausalLMEnergy", "EnergyFn", "GlauberGenerationMixin", "GlauberMetropolisOutput", "METROPOLIS_STARTS"]
+__all__ = ["CausalLMEnergy", "EnergyFn", "GlauberGenerationMixin", "GlauberMetropolisOutput", "CHAIN_STARTS"]

@@ -75,8 +75,8 @@ class GlauberGenerateOutput(ModelOutput):
     Output of `GlauberT5ForDiffusion.generate(..., return_dict_in_generate=True)`.
 
     sequences: `[B, L]` the canvas after the reverse Glauber rounds (positions in natural order).
-    draft_sequences: `[B, L]` the CAUSAL-GEN draft x_T.
-    num_model_calls: batched network invocations: L for the draft plus one per refinement call ((N+1)·L without
+    draft_sequences: `[B, L]` x_T: the CAUSAL-GEN draft, or the start that `start` chose.
+    num_model_calls: batched network invocations: L for a draft plus one per refinement call ((N+1)·L without
         frozen positions; with `update_block` m, one call per block of up to m steps of a round whose position is
         not frozen in every row, its decoder running m rows per canvas).
     trajectory: optional `[N+1, B, L]`: the draft, then the canvas after each round (n = N … 1).
@@ -711,6 +711,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         num_rounds: int | None = None,
         mask_window: int | None = None,
         update_block: int = 1,
+        start: str = "draft",
         do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
@@ -744,6 +745,9 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
                 predicts each of them in its own row, sampled independently. m = 1 is the exact single-site sampler;
                 m > 1 is not exact (each position is drawn given the other m - 1 masked, not from their joint) and
                 costs L + ⌈N'·L / m⌉ calls (per round, fewer with frozen positions).
+            start: x_T, where the N' rounds start: `"draft"` (CAUSAL-GEN, L calls), `"uniform"` (each free position
+                uniform over the content tokens) or `"canvas"` (`canvas_ids` as given, e.g. to refine another
+                model's output); the last two call the model N'·L times only.
             do_sample, temperature, top_k, top_p: sampling of both modes (greedy when do_sample is False);
                 `draft_sampling` / `refine_sampling` override fields for one mode.
             seed: int (row i uses seed + i), one per row, or None (drawn from torch's global generator). A row's
@@ -793,6 +797,7 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         draft_params = base.updated(draft_sampling, "draft_sampling")
         refine_params = base.updated(refine_sampling, "refine_sampling")
 
+        self.check_chain_start(start, canvas_ids)
         canvas, frozen, batch = self._validate_canvas(
             input_ids, attention_mask, max_new_tokens, canvas_ids, frozen_mask, batch_size
         )
@@ -825,14 +830,14 @@ class GlauberT5ForDiffusion(GlauberT5PreTrainedModel, GlauberGenerationMixin, Ge
         # steps whose position is frozen in every row need no model call (decided on the host, once)
         movable = (~frozen.all(dim=0)[positions]).tolist()
         blocks = schedule.update_blocks(num_rounds, update_block, movable)
-        num_model_calls = length + len(blocks)
+        num_model_calls = (length if start == "draft" else 0) + len(blocks)
 
         bar = None
-        if progress:
+        if progress and num_model_calls:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=num_model_calls, desc="glauber generate", unit="call")
-        draft = self.causal_draft(prefix, canvas, frozen, draft_params, seeds, progress=bar)
+        draft = self.chain_start(start, prefix, canvas, frozen, draft_params, seeds, progress=bar)
         sequences = draft.clone()
         trajectory = [draft.clone()] if output_trajectory else None
         self.glauber_refine(

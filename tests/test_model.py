@@ -250,6 +250,41 @@ def test_generate_with_zero_rounds_returns_the_causal_draft(t5_model, tokenizer)
     assert zero.num_model_calls == 6
 
 
+def test_refining_a_given_canvas_repeats_the_refinement_of_a_draft_at_n_times_l_calls(t5_model, tokenizer):
+    enc = tokenizer(["hello", "a longer prompt"], return_tensors="pt", padding=True)
+    kwargs = dict(max_new_tokens=6, num_rounds=2, seed=5, return_dict_in_generate=True)
+    drafted = t5_model.generate(**enc, **kwargs)
+    calls = {"n": 0}
+    hook = t5_model.backbone.decoder.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    given = t5_model.generate(**enc, canvas_ids=drafted.draft_sequences, start="canvas", **kwargs)
+    hook.remove()
+    # the refinement's draws are counter-based per (row seed, step), so x_T given or drafted makes no difference
+    assert torch.equal(given.sequences, drafted.sequences)
+    assert torch.equal(given.draft_sequences, drafted.draft_sequences)
+    assert given.num_model_calls == 2 * 6 == calls["n"]
+    kept = t5_model.generate(**enc, canvas_ids=drafted.sequences, start="canvas", **{**kwargs, "num_rounds": 0})
+    assert torch.equal(kept.sequences, drafted.sequences) and kept.num_model_calls == 0
+
+
+def test_a_uniform_start_keeps_frozen_positions_and_follows_the_seed(t5_model):
+    canvas = torch.tensor([[50, 51, 52, 53, 54, 55]] * 2)
+    frozen = torch.tensor([[1, 0, 0, 0, 0, 1]] * 2, dtype=torch.bool)
+    kwargs = dict(canvas_ids=canvas, frozen_mask=frozen, start="uniform", num_rounds=0, return_dict_in_generate=True)
+    out = t5_model.generate(seed=[1, 2], **kwargs)
+    assert torch.equal(out.sequences[frozen], canvas[frozen]) and out.num_model_calls == 0
+    assert not torch.equal(out.sequences[0], out.sequences[1])
+    assert not t5_model.suppress_mask[out.sequences].any()
+    assert torch.equal(t5_model.generate(seed=[2], **{**kwargs, "canvas_ids": canvas[:1], "frozen_mask": frozen[:1]})
+                       .sequences[0], out.sequences[1])
+
+
+def test_an_unknown_start_is_refused_naming_the_allowed_ones(t5_model):
+    with pytest.raises(ValueError, match=r"start must be one of \('draft', 'uniform', 'canvas'\), got 'noise'"):
+        t5_model.generate(max_new_tokens=3, start="noise")
+    with pytest.raises(ValueError, match="start='canvas' needs canvas_ids"):
+        t5_model.generate(max_new_tokens=3, start="canvas")
+
+
 @pytest.mark.parametrize("rounds", [1, 2])
 def test_generate_costs_n_plus_one_times_l_model_calls(t5_model, tokenizer, rounds):
     calls = {"n": 0}
