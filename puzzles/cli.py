@@ -55,6 +55,18 @@ def round_list(text: str) -> list[int]:
     return _int_list(text, 0, None, "0,1,2,3")
 
 
+def fraction_list(text: str) -> list[float]:
+    """A comma list of fractions in [0, 1] (shares of free cells)."""
+    message = f"expected a comma list of fractions in [0, 1], e.g. 0.1,0.3,0.5; got {text!r}"
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(message)
+    return values
+
+
 def _make_sudoku(args: argparse.Namespace) -> int:
     ds, stats = data.build_sudoku(
         args.size,
@@ -155,6 +167,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     probe.add_argument("--seed", type=int, default=0, help="seed of the masks and corruptions (shared by both prompts)")
     probe.add_argument("--device", default="cpu")
     probe.set_defaults(func=_probe)
+
+    fix = sub.add_parser("repair", help="Glauber rounds started from each solution with a share of its free cells "
+                                        "wrong: how far from a solution refinement still repairs (table, JSON, PNG)")
+    fix.add_argument("--model", required=True, help="checkpoint dir (weights + tokenizer)")
+    fix.add_argument("--data", required=True, help="dataset dir (its 'test' split) or a .jsonl of rows")
+    fix.add_argument("--corruption", type=fraction_list, default="0.1,0.3,0.5,0.7",
+                     help="comma list of shares q in [0, 1] of each puzzle's free cells set to a wrong value")
+    fix.add_argument("--num-rounds", type=round_list, default="0,1,3",
+                     help="comma list of N >= 0, at most the checkpoint's num_rounds (0 = the start itself)")
+    fix.add_argument("--mask-window", type=int,
+                     help="w, cells masked at each refinement step (default: the checkpoint's config)")
+    fix.add_argument("--limit", type=positive_int, help="first K >= 1 puzzles only")
+    fix.add_argument("--batch-size", type=positive_int, default=256, help=">= 1")
+    fix.add_argument("--seed", type=int, default=0, help="seed of the wrong cells and their values")
+    fix.add_argument("--device", default="cpu")
+    fix.add_argument("--out", help="directory for repair.json, repair.md and repair.png")
+    fix.set_defaults(func=_repair)
     return group
 
 
@@ -205,7 +234,8 @@ def _eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, args.device)
     autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     with autocast:
-        records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window)
+        records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window,
+                                   progress=True)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:
@@ -217,6 +247,31 @@ def _eval(args: argparse.Namespace) -> int:
         write_results(records, out / "results.json", **extra)
         plot_results(records, out / "results.png", f"{rows[0]['kind']} {rows[0]['size']}")
         (out / "results.md").write_text(table + "\n")
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from puzzles.evaluation import write_results
+    from puzzles.files import write_text_atomic
+    from puzzles.recipe import load_model
+    from puzzles.repair import format_repair, plot_repair, repair
+
+    rows = _rows(args.data)[: args.limit]
+    model, tokenizer = load_model(args.model, args.device)
+    records = repair(model, tokenizer, rows, args.corruption, args.num_rounds, args.batch_size, args.mask_window,
+                     args.seed, progress=True)
+    table = format_repair(records)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        mask_window = model.config.mask_window if args.mask_window is None else args.mask_window
+        write_results(records, out / "repair.json", model=args.model, data=args.data, mask_window=mask_window,
+                      seed=args.seed)
+        plot_repair(records, out / "repair.png", f"{rows[0]['kind']} {rows[0]['size']}: refinement from corrupted "
+                                                 f"solutions (w = {mask_window}, {len(rows)} puzzles)")
+        write_text_atomic(out / "repair.md", table + "\n")
     return 0
 
 

@@ -65,6 +65,19 @@ def format_table(records: Sequence[dict[str, Any]], draft_name: str | None = Non
     return "\n".join(lines)
 
 
+def save_figure(fig, path: str | Path, title: str = "") -> Path:
+    """Title, lay out and write `fig` as a PNG at `path` (parents created), then free it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Solved % vs model calls (every method) and, when there are Glauber records, solved % vs N (Glauber rounds),
     with 95 % CIs."""
@@ -97,13 +110,7 @@ def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str
         ax.set_ylabel("puzzles solved (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def plot_learning_curve(stages: Sequence[tuple[str, dict[str, Any]]], points: Sequence[dict[str, Any]],
@@ -134,14 +141,9 @@ def plot_learning_curve(stages: Sequence[tuple[str, dict[str, Any]]], points: Se
     for ax in (loss_ax, solve_ax):
         ax.set_xlabel("optimiser step (stage 2 after stage 1)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+        if ax.get_legend_handles_labels()[0]:  # a run shorter than one logging interval has no loss to label
+            ax.legend(fontsize=8)
+    return save_figure(fig, path, title)
 
 
 def write_results(records: Sequence[dict[str, Any]], path: str | Path, **extra: Any) -> Path:

@@ -830,17 +830,18 @@ def canvas_inputs(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerFast
 
 @torch.no_grad()
 def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
-                        num_rounds: int, batch_size: int = 256,
-                        mask_window: int | None = None, update_block: int = 1) -> tuple[list[list[str]], int]:
+                        num_rounds: int, batch_size: int = 256, mask_window: int | None = None,
+                        update_block: int = 1, progress: bool = False) -> tuple[list[list[str]], int]:
     """Greedy reverse process with `num_rounds` rounds (0 = the causal draft), mask window w (default: the
-    config's) and `update_block` positions per call (parallel Glauber): canvases and model calls per batch."""
+    config's) and `update_block` positions per call (parallel Glauber): canvases and model calls per batch;
+    `progress` shows a tqdm bar over each batch's model calls."""
     predictions, calls = [], 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         ids, mask, canvas, frozen = canvas_inputs(chunk, tokenizer, model.device)
         out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen,
                              num_rounds=num_rounds, mask_window=mask_window, update_block=update_block, do_sample=False,
-                             return_dict_in_generate=True)
+                             return_dict_in_generate=True, progress=progress)
         calls = max(calls, out.num_model_calls)
         predictions += [tokenizer.convert_ids_to_tokens(row) for row in out.sequences.tolist()]
     return predictions, calls

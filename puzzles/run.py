@@ -132,13 +132,14 @@ def _zebra_size_fits(size: str) -> bool:
 
 
 def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int,
-                     mask_window: int | None = None) -> list[dict]:
+                     mask_window: int | None = None, progress: bool = False) -> list[dict]:
     """Glauber with each N in `rounds` (0 = the causal draft in order π_0) and mask window w (default: the config's),
-    each N its own greedy call."""
+    each N its own greedy call (`progress`: a tqdm bar over each call's model calls)."""
     model.eval()
     return [
         run_method("causal draft (N=0, random order)" if n == 0 else f"Glauber N={n}",
-                   lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size, mask_window), rows, n)
+                   lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size, mask_window,
+                                                      progress=progress), rows, n)
         for n in rounds
     ]
 
@@ -254,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         keep_stage1_model(out)
     save_checkpoint(model, tokenizer, out / "model")
 
-    records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch)
+    records = evaluate_glauber(model, tokenizer, rows, list(range(cfg.num_rounds + 1)), cfg.eval_batch, progress=True)
     if args.baselines:
         baseline_budget = None if budget is None else max(0.0, budget - trained_seconds)
         records += train_baselines(cfg, tokenizer, ds["train"], rows, out, args.device, args.precision,

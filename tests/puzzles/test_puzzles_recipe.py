@@ -315,7 +315,7 @@ def test_puzzles_eval_exclude_keeps_only_unseen_prompts(sudoku4, tmp_path, capsy
         cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_dir), "--exclude", str(data_dir)])
 
 
-def test_puzzles_eval_mask_window_reaches_the_sampler_and_is_recorded(sudoku4, tmp_path):
+def test_puzzles_eval_mask_window_reaches_the_sampler_and_is_recorded(sudoku4, tmp_path, capsys):
     rows = list(sudoku4["train"])[:48]
     data_file = tmp_path / "rows.jsonl"
     data_file.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
@@ -334,9 +334,11 @@ def test_puzzles_eval_mask_window_reaches_the_sampler_and_is_recorded(sudoku4, t
                                            do_sample=False)
     assert not torch.equal(sparse_outputs[1], sparse_outputs[3])
     out = tmp_path / "out"
+    capsys.readouterr()
     rc = cli.main(["puzzles", "eval", "--model", str(ASSET), "--data", str(data_file), "--num-rounds", "1",
                    "--mask-window", "3", "--out", str(out)])
     assert rc == 0
+    assert "glauber generate" in capsys.readouterr().err  # a minutes-long 9×9 evaluation shows its progress
     saved = json.loads((out / "results.json").read_text())
     assert saved["mask_window"] == 3
     assert saved["results"][0]["cell_accuracy"] == pytest.approx(cells[3])
@@ -1130,3 +1132,47 @@ def test_stage2_trains_an_infill_whose_decoder_names_its_cell(sudoku4, tmp_path)
     predictions, _ = glauber_predictions(model.eval(), tok, rows, 1)
     for row, cells in zip(rows, predictions):
         assert all(cells[k] == v for k, v in enumerate(row["canvas"].split()) if row["frozen"][k])
+
+
+def test_corrupted_solutions_make_exactly_the_asked_share_of_free_cells_wrong(sudoku4):
+    from puzzles.repair import corrupted_solutions
+
+    rows = list(sudoku4["test"])[:6]
+    starts = corrupted_solutions(rows, 0.5, seed=1)
+    for start, row in zip(starts, rows):
+        solution, frozen = row["canvas"].split(), row["frozen"]
+        wrong = [k for k, (a, b) in enumerate(zip(start, solution)) if a != b]
+        assert len(wrong) == round(0.5 * sum(not f for f in frozen))
+        assert not any(frozen[k] for k in wrong) and set(start) <= set(solution)
+    # seeded per row: a row's start does not depend on the rows around it
+    assert corrupted_solutions(rows[3:4], 0.5, seed=1) == starts[3:4]
+    assert corrupted_solutions(rows, 0.0) == [r["canvas"].split() for r in rows]
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        corrupted_solutions(rows, 1.5)
+
+
+def test_puzzles_repair_refines_corrupted_solutions_of_the_shipped_model(sudoku4, tmp_path):
+    rows = list(sudoku4["test"])
+    data_file = tmp_path / "rows.jsonl"
+    data_file.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    out = tmp_path / "repair"
+    rc = cli.main(["puzzles", "repair", "--model", str(ASSET), "--data", str(data_file), "--corruption", "0,0.5",
+                   "--num-rounds", "0,3", "--out", str(out)])
+    assert rc == 0 and (out / "repair.png").stat().st_size > 0 and "| 50 % |" in (out / "repair.md").read_text()
+    results = {(r["corruption"], r["num_rounds"]): r for r in json.loads((out / "repair.json").read_text())["results"]}
+    assert results[0.0, 0]["solved"] == 1.0 and results[0.5, 0]["cell_accuracy"] == pytest.approx(0.5, abs=0.05)
+    # the 4×4 model keeps a solution and repairs half-wrong grids
+    assert results[0.0, 3]["solved"] >= 0.9
+    assert results[0.5, 3]["cell_accuracy"] > results[0.5, 0]["cell_accuracy"] + 0.3
+    with pytest.raises(SystemExit):
+        cli.main(["puzzles", "repair", "--model", str(ASSET), "--data", str(data_file), "--corruption", "0.2,2"])
+
+
+def test_learning_curve_plot_of_a_run_without_a_logged_loss_raises_no_warning(tmp_path):
+    point = {"step": 8, "puzzles": 8, "solved_n0": 0.0, "cell_accuracy_n0": 0.1, "solved_n1": 0.0,
+             "cell_accuracy_n1": 0.2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plot_learning_curve([("stage 1", {"steps": 8, "losses": [], "loss_steps": []})], [point], 1,
+                                  tmp_path / "curve.png")
+    assert png.stat().st_size > 0
