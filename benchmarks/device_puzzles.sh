@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU run (H100/H200, ≈ 9 min including data generation), three jobs side by side on one GPU:
-#   s9     the 9×9 Sudoku recipe (examples/configs/sudoku-9x9.json: row/column/box tables, given marker, infill that
-#          reads only the canvas, symmetry augmentation; DESIGN §9), stage 1 + stage 2, Glauber N = 0 … 3,
+#   s9     the 9×9 Sudoku recipe (examples/configs/sudoku-9x9.json: the CPU recipe of sudoku-9x9-cpu.json at the
+#          paper's 7M size: row/column/box tables, given marker, peer biases, an infill that reads only the canvas at
+#          every mask rate with its cell named in the decoder, drafts from 40 % of the run, symmetry augmentation;
+#          DESIGN §9), stage 1 only, Glauber N = 0 … 3 and a learning curve every 500 steps,
 #   base9  the masked-diffusion (Top-K probability / margin) and AR-in-solver-order baselines on the same network,
 #          encoding, data and training budget (`--baselines-only`), so that summary.txt holds the Glauber / MDM / AR
 #          table of the 9×9 goal,
@@ -17,7 +19,8 @@
 #     EXTRA="--n-test 8 --set stage1_batch=4 --set stage2_batch=2 --set timesteps_per_chain=2 --baseline-steps 3 \
 #     --set d_model=32 --set d_ff=64 --set num_layers=1 --set num_heads=2 --set d_kv=16 --set time_dim=16 \
 #     --set num_rounds=1" bash benchmarks/device_puzzles.sh
-# (the smoke's small model: one stage-2 step of the 7.4M model runs a 243-step noising chain, minutes on a CPU)
+# (the smoke's small model: a stage-1 step of the 7.4M model at batch 256, or a Zebra stage-2 chain, takes seconds to
+# minutes on a CPU)
 set -uo pipefail
 OUT=${OUT:-runs/device}
 WORK=/tmp/glauber-device
@@ -45,7 +48,7 @@ echo "9x9 data: $(( $(date +%s) - started )) s"
 LEFT=$((HARD - ($(date +%s) - started)))  # the data generation came out of the same wall-clock budget
 S9=(--config examples/configs/sudoku-9x9.json --data "$WORK/data9" "${COMMON[@]}")
 timeout "$LEFT" python3 examples/sudoku.py "${S9[@]}" --out "$WORK/s9" --stage1-steps "${S9_STEPS:-3000}" \
-  --stage2-steps 40 ${EXTRA:-} > "$WORK/s9.log" 2>&1 &
+  ${EXTRA:-} > "$WORK/s9.log" 2>&1 &
 P_s9=$!
 timeout "$LEFT" python3 examples/sudoku.py "${S9[@]}" --out "$WORK/base9" --baselines-only \
   --baseline-steps "${BASE_STEPS:-3000}" ${EXTRA:-} > "$WORK/base9.log" 2>&1 &
