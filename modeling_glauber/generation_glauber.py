@@ -257,6 +257,7 @@ class GlauberGenerationMixin:
 
     @staticmethod
     def check_chain_start(start: str, canvas_ids: torch.Tensor | None) -> None:
+        """`start` is one of `CHAIN_STARTS`, and `"canvas"` comes with `canvas_ids`."""
         if start not in CHAIN_STARTS:
             raise ValueError(f"start must be one of {CHAIN_STARTS}, got {start!r}")
         if start == "canvas" and canvas_ids is None:
@@ -264,11 +265,19 @@ class GlauberGenerationMixin:
 
     def chain_start(self, start: str, prefix, canvas: torch.Tensor, frozen: torch.Tensor, params: SamplingParams,
                     seeds: torch.Tensor, progress=None) -> torch.Tensor:
-        """x_T of a chain (`CHAIN_STARTS`); only `"draft"` calls the model (L CAUSAL-GEN calls)."""
+        """x_T of a chain (`CHAIN_STARTS`); only `"draft"` calls the model (L CAUSAL-GEN calls). A given canvas must
+        hold content tokens where it is free: padding there would be read as context by the first infill calls."""
         if start == "draft":
             return self.causal_draft(prefix, canvas, frozen, params, seeds, progress=progress)
         if start == "uniform":
             return self._uniform_canvas(canvas, frozen, seeds)
+        unusable = self.suppress_mask[canvas] & ~frozen
+        if bool(unusable.any()):
+            raise ValueError(
+                f"start='canvas' starts from canvas_ids as given, but {int(unusable.sum())} of its free positions hold "
+                "tokens the model cannot emit (padding, sentinels or special tokens); fill them with content tokens, "
+                "freeze them in frozen_mask, or use start='draft' or 'uniform'"
+            )
         return canvas.clone()
 
     @torch.no_grad()

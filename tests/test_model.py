@@ -283,6 +283,11 @@ def test_an_unknown_start_is_refused_naming_the_allowed_ones(t5_model):
         t5_model.generate(max_new_tokens=3, start="noise")
     with pytest.raises(ValueError, match="start='canvas' needs canvas_ids"):
         t5_model.generate(max_new_tokens=3, start="canvas")
+    padded = torch.tensor([[50, t5_model.config.pad_id, 52]])
+    with pytest.raises(ValueError, match="1 of its free positions hold tokens the model cannot emit"):
+        t5_model.generate(canvas_ids=padded, start="canvas")
+    frozen = torch.tensor([[False, True, False]])  # a frozen pad is never read as a value to refine
+    assert t5_model.generate(canvas_ids=padded, frozen_mask=frozen, start="canvas", num_rounds=0).shape == (1, 3)
 
 
 @pytest.mark.parametrize("rounds", [1, 2])
