@@ -831,15 +831,22 @@ def canvas_inputs(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerFast
 @torch.no_grad()
 def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
                         num_rounds: int, batch_size: int = 256, mask_window: int | None = None,
-                        update_block: int = 1, progress: bool = False) -> tuple[list[list[str]], int]:
+                        update_block: int = 1, progress: bool = False,
+                        starts: list[list[str]] | None = None) -> tuple[list[list[str]], int]:
     """Greedy reverse process with `num_rounds` rounds (0 = the causal draft), mask window w (default: the
     config's) and `update_block` positions per call (parallel Glauber): canvases and model calls per batch;
-    `progress` shows a tqdm bar over each batch's model calls."""
+    `progress` shows a tqdm bar over each batch's model calls. `starts` (one canvas of cell values per row): the
+    rounds start from these (`generate(start="canvas")`) instead of from the draft, and N = 0 returns them."""
     predictions, calls = [], 0
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+    for lo in range(0, len(rows), batch_size):
+        chunk = rows[lo:lo + batch_size]
         ids, mask, canvas, frozen = canvas_inputs(chunk, tokenizer, model.device)
-        out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen,
+        start = "draft"
+        if starts is not None:
+            given = [" ".join(cells) for cells in starts[lo:lo + batch_size]]
+            start = "canvas"
+            canvas = torch.as_tensor(tokenizer(given, add_special_tokens=False)["input_ids"], device=model.device)
+        out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, start=start,
                              num_rounds=num_rounds, mask_window=mask_window, update_block=update_block, do_sample=False,
                              return_dict_in_generate=True, progress=progress)
         calls = max(calls, out.num_model_calls)

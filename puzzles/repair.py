@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PreTrainedTokenizerFast
 
 from modeling_glauber import GlauberT5ForDiffusion
 from puzzles.evaluation import save_figure
 from puzzles.metrics import evaluate_predictions
-from puzzles.recipe import canvas_inputs
+from puzzles.recipe import glauber_predictions
 
 
 def corrupted_solutions(rows: Sequence[dict[str, Any]], fraction: float, seed: int = 0) -> list[list[str]]:
@@ -40,7 +39,6 @@ def corrupted_solutions(rows: Sequence[dict[str, Any]], fraction: float, seed: i
     return starts
 
 
-@torch.no_grad()
 def repair(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
            corruptions: Sequence[float], rounds: Sequence[int], batch_size: int = 256, mask_window: int | None = None,
            seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
@@ -51,18 +49,8 @@ def repair(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, row
     for fraction in corruptions:
         starts = corrupted_solutions(rows, fraction, seed)
         for num_rounds in rounds:
-            predictions = []
-            for lo in range(0, len(rows), batch_size):
-                chunk = rows[lo:lo + batch_size]
-                ids, mask, _, frozen = canvas_inputs(chunk, tokenizer, model.device)
-                start = torch.as_tensor(
-                    [tokenizer(" ".join(s), add_special_tokens=False)["input_ids"] for s in starts[lo:lo + batch_size]],
-                    device=model.device,
-                )
-                out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=start, frozen_mask=frozen,
-                                     start="canvas", num_rounds=num_rounds, mask_window=mask_window, do_sample=False,
-                                     progress=progress)
-                predictions += [tokenizer.convert_ids_to_tokens(r) for r in out.tolist()]
+            predictions, _ = glauber_predictions(model, tokenizer, rows, num_rounds, batch_size, mask_window,
+                                                 progress=progress, starts=starts)
             records.append({"corruption": fraction, "num_rounds": num_rounds, **evaluate_predictions(predictions, rows)})
     return records
 
