@@ -1,14 +1,16 @@
 """Stage-1 training throughput of a puzzle recipe against the same recipe with the previous puzzle encoding.
 
 The previous encoding is the recipe with `PREVIOUS_ENCODING` applied: the MASK-INFILL reads the puzzle prompt, the
-canvas and one index word `@k` per cell (`canvas_index`), with no factor tables, given marker or prompt positions,
-trained with one forward of the whole batch (`model(**inputs).loss`). The config is measured twice: with that one
-forward, and with `stage1_loss` (what `train_stage1` runs: S-task and R-task rows in separate forwards, so the
-R-task decoders are not padded to a whole canvas). The models have the config's size; they train in alternating
-rounds of `--steps` stage-1 steps (collate, forward, backward, optimiser step), so machine noise falls on all alike.
-Prints a table of puzzle rows per second, encoder tokens per row and the ratio to the previous encoding.
+canvas and one index word `@k` per cell (`canvas_index`), with no factor tables nor what rests on them (given marker,
+prompt positions, peer biases, the cell named in the infill decoder), trained with one forward of the whole batch
+(`model(**inputs).loss`). The config is measured twice: with that one forward, and with `stage1_loss` (what `train_stage1` runs: S-task and R-task rows in separate forwards, so the
+R-task decoders are not padded to a whole canvas), and with `--bf16` also that under bf16 autocast (what
+`--precision bf16` of `examples/sudoku.py` trains with; whether it pays depends on the CPU's bf16 matrix units). The
+models have the config's size; they train in alternating rounds of `--steps` stage-1 steps (collate, forward,
+backward, optimiser step), so machine noise falls on all alike. Prints a table of puzzle rows per second, encoder
+tokens per row and the ratio to the previous encoding.
 
-    python benchmarks/bench_stage1.py --config examples/configs/sudoku-9x9-cpu.json --threads 1
+    python benchmarks/bench_stage1.py --config examples/configs/sudoku-9x9-cpu.json --threads 1 --bf16
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from puzzles import data  # noqa: E402
 from puzzles.recipe import RecipeConfig, build_model, build_tokenizer, stage1_collator, stage1_loss, tokenized  # noqa: E402
 
 PREVIOUS_ENCODING = dict(canvas_factors=False, given_embedding=False, infill_prompt=True, prompt_positions=False,
-                         canvas_index=True, augment=False)
+                         canvas_index=True, augment=False, peer_attention=False, peer_attention_decoder=False,
+                         infill_decoder_positions=False)
 
 
 def one_forward_loss(model, inputs) -> torch.Tensor:
@@ -46,7 +49,7 @@ def trainer_parts(cfg: RecipeConfig, rows, loss=stage1_loss):
     return model, collator, optimiser, train, loss
 
 
-def timed_steps(parts, batch: int, steps: int, offset: int) -> tuple[float, float]:
+def timed_steps(parts, batch: int, steps: int, offset: int, bf16: bool = False) -> tuple[float, float]:
     """Seconds for `steps` stage-1 steps and the mean encoder tokens per example."""
     model, collator, optimiser, train, loss = parts
     tokens = []
@@ -55,7 +58,9 @@ def timed_steps(parts, batch: int, steps: int, offset: int) -> tuple[float, floa
         first = (offset + step) * batch % (len(train) - batch)
         inputs = collator([train[i] for i in range(first, first + batch)])
         tokens.append(float(inputs["attention_mask"].sum(1).float().mean()))
-        loss(model, inputs).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            value = loss(model, inputs)
+        value.backward()
         optimiser.step()
         optimiser.zero_grad()
     return time.perf_counter() - started, statistics.mean(tokens)
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (the first is warm-up, unreported)")
     parser.add_argument("--batch", type=int, help="puzzle rows per step (default: the config's stage1_batch)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="also time the config's stage1_loss under bf16 autocast")
     args = parser.parse_args()
     if args.rounds < 2 or args.steps < 1:
         parser.error("--rounds must be >= 2 (one warm-up round) and --steps >= 1")
@@ -80,12 +86,14 @@ def main() -> None:
     recipes = {"previous encoding": trainer_parts(previous, rows, one_forward_loss),
                "config, one forward": trainer_parts(cfg, rows, one_forward_loss),
                "config, stage1_loss": trainer_parts(cfg, rows)}
+    if args.bf16:
+        recipes["config, stage1_loss, bf16 autocast"] = trainer_parts(cfg, rows)
     seconds = {name: [] for name in recipes}
     tokens = {}
     with tqdm(total=args.rounds * len(recipes), desc="stage-1 rounds") as bar:
         for r in range(args.rounds):
             for name, parts in recipes.items():
-                elapsed, tokens[name] = timed_steps(parts, batch, args.steps, r * args.steps)
+                elapsed, tokens[name] = timed_steps(parts, batch, args.steps, r * args.steps, bf16="bf16" in name)
                 if r:  # round 0 warms up allocators and caches
                     seconds[name].append(elapsed)
                 bar.update(1)

@@ -28,11 +28,6 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1)
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (the test split may be empty)."""
-    return _int_at_least(text, 0)
-
-
 def _int_list(text: str, low: int, high: int | None, example: str) -> list[int]:
     allowed = f"integers in {low}..{high}" if high is not None else f"integers >= {low}"
     message = f"expected a comma list of {allowed}, e.g. {example}; got {text!r}"
@@ -98,8 +93,8 @@ def _finish(ds: DatasetDict, stats: dict, args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=positive_int, required=True, help="number of training puzzles (>= 1)")
-    p.add_argument("--test-size", type=non_negative_int, default=1000,
-                   help="number of test puzzles, disjoint from train (>= 0)")
+    p.add_argument("--test-size", type=positive_int, default=1000,
+                   help="number of test puzzles, disjoint from train (>= 1: evaluation reads the test split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=positive_int, default=1, help="generation processes (>= 1)")
     p.add_argument("--out", required=True, help="output directory (written atomically)")

@@ -128,8 +128,8 @@ def unique_rows(
 
 def split_rows(rows: list[dict[str, Any]], test_size: int, seed: int) -> DatasetDict:
     """Shuffle once with ``seed`` and cut; the rows are already distinct puzzles, so the splits are disjoint."""
-    if not 0 <= test_size < len(rows):
-        raise ValueError(f"test_size {test_size} must be in [0, {len(rows)})")
+    if not 1 <= test_size < len(rows):
+        raise ValueError(f"test_size {test_size} must be in [1, {len(rows)})")
     perm = np.random.default_rng([seed, 2**31 - 1]).permutation(len(rows))
     test = [rows[i] for i in perm[:test_size]]
     train = [rows[i] for i in perm[test_size:]]
@@ -144,8 +144,9 @@ def split_rows(rows: list[dict[str, Any]], test_size: int, seed: int) -> Dataset
 def _check_counts(n_train: int, n_test: int) -> None:
     if n_train < 1:
         raise ValueError(f"n_train must be an integer >= 1, got {n_train}")
-    if n_test < 0:
-        raise ValueError(f"n_test must be an integer >= 0, got {n_test}")
+    if n_test < 1:
+        # an empty split cannot be saved (datasets writes no schema for it) and every evaluation reads the test split
+        raise ValueError(f"n_test must be an integer >= 1, got {n_test}")
 
 
 def build_sudoku(

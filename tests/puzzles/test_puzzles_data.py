@@ -213,8 +213,10 @@ def test_answer_as_clues_splits_share_no_answer() -> None:
 def test_build_rejects_split_sizes_it_cannot_make() -> None:
     with pytest.raises(ValueError, match="n_train must be an integer >= 1, got 0"):
         data.build_sudoku(4, 0, 3, seed=0, progress=False)
-    with pytest.raises(ValueError, match="n_test must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="n_test must be an integer >= 1, got -1"):
         data.build_zebra([(3, 3)], 5, -1, seed=0, progress=False)
+    with pytest.raises(ValueError, match="n_test must be an integer >= 1, got 0"):
+        data.build_sudoku(4, 5, 0, seed=0, progress=False)
 
 
 # required arguments of each command, so that only the flag under test is wrong
@@ -235,7 +237,8 @@ REQUIRED = {
         ("make zebra", ["--attributes", "3,7"], "--attributes", "integers in 3..6"),
         ("make sudoku", ["--n", "0"], "--n", "integer >= 1"),
         ("make sudoku", ["--n", "-5", "--test-size", "3"], "--n", "integer >= 1"),
-        ("make sudoku", ["--test-size", "-1"], "--test-size", "integer >= 0"),
+        ("make sudoku", ["--test-size", "-1"], "--test-size", "integer >= 1"),
+        ("make zebra", ["--test-size", "0"], "--test-size", "integer >= 1"),
         ("make sudoku", ["--workers", "0"], "--workers", "integer >= 1"),
         ("eval", ["--batch-size", "0"], "--batch-size", "integer >= 1"),
         ("eval", ["--num-rounds", ""], "--num-rounds", "integers >= 0"),
