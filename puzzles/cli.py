@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 
 from datasets import DatasetDict
@@ -150,6 +151,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="bf16: generate under bf16 autocast (the weights stay as loaded)")
+    ev.add_argument("--easy-first", choices=("probability", "margin"), action="append", default=[],
+                    help="also decode with the infill alone, the MDM baseline's way: every unfilled cell masked, "
+                         "the most confident revealed first (a diagnostic, not the Glauber sampler; repeatable)")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 
@@ -208,8 +212,9 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
     from datasets import load_from_disk
 
-    from puzzles.evaluation import fixes, format_table, plot_results, write_results
-    from puzzles.recipe import load_model
+    from puzzles.baselines import infill_topk_predictions
+    from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
+    from puzzles.recipe import legal_canvas_tokens, load_model
     from puzzles.run import evaluate_glauber, load_rows
 
     def prompts(path: str) -> set[str]:
@@ -231,6 +236,13 @@ def _eval(args: argparse.Namespace) -> int:
     with autocast:
         records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window,
                                    progress=True)
+        glauber_last = records[-1]
+        size = math.isqrt(len(rows[0]["canvas"].split()))  # Sudoku's n; Zebra's legal values do not depend on it
+        legal = tokenizer.convert_tokens_to_ids(legal_canvas_tokens(rows[0]["kind"], size))
+        for score in args.easy_first:
+            records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", lambda r, score=score:
+                                      infill_topk_predictions(model, tokenizer, r, legal, score, args.batch_size),
+                                      rows))
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:
@@ -238,7 +250,7 @@ def _eval(args: argparse.Namespace) -> int:
         mask_window = model.config.mask_window if args.mask_window is None else args.mask_window
         extra = {"model": args.model, "data": args.data, "mask_window": mask_window, "precision": args.precision}
         if records[0]["num_rounds"] == 0:
-            extra["draft_vs_final"] = fixes(records[0], records[-1])
+            extra["draft_vs_final"] = fixes(records[0], glauber_last)
         write_results(records, out / "results.json", **extra)
         plot_results(records, out / "results.png", f"{rows[0]['kind']} {rows[0]['size']}")
         (out / "results.md").write_text(table + "\n")

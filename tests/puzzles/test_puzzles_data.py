@@ -244,6 +244,7 @@ REQUIRED = {
         ("eval", ["--num-rounds", ""], "--num-rounds", "integers >= 0"),
         ("eval", ["--num-rounds", "1,-1"], "--num-rounds", "integers >= 0"),
         ("eval", ["--limit", "-295"], "--limit", "integer >= 1"),
+        ("eval", ["--easy-first", "entropy"], "--easy-first", "probability"),
         ("probe", ["--limit", "0"], "--limit", "integer >= 1"),
         ("run", ["--eval-limit", "-295"], "--eval-limit", "integer >= 1"),
         ("run", ["--n-train", "0"], "--n-train", "integer >= 1"),

@@ -16,6 +16,7 @@ from transformers import TrainerCallback
 from modeling_glauber.infill import infill_span_targets
 from puzzles import cli, data, sudoku, zebra
 from puzzles.baselines import (
+    infill_topk_predictions,
     MaskedDiffusionCollator,
     SolverOrderCollator,
     mdm_predictions,
@@ -418,6 +419,31 @@ def test_baselines_decode_in_the_same_harness(tiny, sudoku4, backbone):
         assert float(ar(**batch).loss) > 0
     preds, calls = solver_order_predictions(ar, tok, rows, legal_words)
     assert calls == 3 * blanks and all(len(p) == 16 for p in preds)
+
+
+def test_easy_first_infill_reveals_one_cell_per_call_and_a_row_alone_decodes_as_in_its_batch(tiny, sudoku4):
+    cfg, tok, small, _ = tiny
+    rows = list(sudoku4["test"])
+    legal_words = legal_canvas_tokens("sudoku", 4)
+    blanks = [r["frozen"].count(False) for r in rows]
+    assert len(set(blanks)) > 1  # rows finish at different calls, so the window is padded for some of them
+    wide = dataclasses.replace(cfg, sentinels=16)  # every blank masked at once needs a sentinel each
+    wide_tok = build_tokenizer(wide)
+    legal = wide_tok.convert_tokens_to_ids(legal_words)
+    torch.manual_seed(0)
+    model = build_model(wide, wide_tok).eval()
+    for score in ("probability", "margin"):
+        preds, calls = infill_topk_predictions(model, wide_tok, rows, legal, score)
+        assert calls == max(blanks)
+        for pred, row in zip(preds, rows):
+            assert all(p == c for p, c, f in zip(pred, row["canvas"].split(), row["frozen"]) if f)  # givens kept
+            assert set(pred) <= set(legal_words)
+        alone = [infill_topk_predictions(model, wide_tok, [row], legal, score)[0][0] for row in rows]
+        assert alone == preds
+    with pytest.raises(ValueError, match=f"need a model with >= {max(blanks)} sentinels, this one has 8"):
+        infill_topk_predictions(small, tok, rows, tok.convert_tokens_to_ids(legal_words))
+    with pytest.raises(ValueError, match="score must be one of"):
+        infill_topk_predictions(model, wide_tok, rows, legal, "entropy")
 
 
 def test_solver_order_decoding_keeps_each_row_to_its_own_blanks(tiny, sudoku4):
