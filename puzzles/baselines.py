@@ -13,6 +13,9 @@ encodings.
 - Autoregressive in solver order (Shah): encoder laid out as CAUSAL-GEN's `[S] + P + </s>`, decoder emitting
   `(row, col, value)` triplets of the free cells in the `solver_order` column (givens are in the encoder prompt);
   greedy decoding with the KV cache and the triplet grammar enforced. The causal-only model in a random order is the Glauber model's own draft (N = 0).
+
+`infill_topk_predictions` applies the MDM's decoding to a Glauber checkpoint's MASK-INFILL (`glauber puzzles eval
+--easy-first`): a diagnostic of the infill apart from the sampler's random order, not a baseline.
 """
 
 from __future__ import annotations
