@@ -3,12 +3,13 @@
 The previous encoding is the recipe with `PREVIOUS_ENCODING` applied: the MASK-INFILL reads the puzzle prompt, the
 canvas and one index word `@k` per cell (`canvas_index`), with no factor tables nor what rests on them (given marker,
 prompt positions, peer biases, the cell named in the infill decoder), trained with one forward of the whole batch
-(`model(**inputs).loss`). The config is measured twice: with that one forward, and with `stage1_loss` (what `train_stage1` runs: S-task and R-task rows in separate forwards, so the
-R-task decoders are not padded to a whole canvas), and with `--bf16` also that under bf16 autocast (what
-`--precision bf16` of `examples/sudoku.py` trains with; whether it pays depends on the CPU's bf16 matrix units). The
-models have the config's size; they train in alternating rounds of `--steps` stage-1 steps (collate, forward,
-backward, optimiser step), so machine noise falls on all alike. Prints a table of puzzle rows per second, encoder
-tokens per row and the ratio to the previous encoding.
+(`model(**inputs).loss`). The config is measured with that one forward, with `stage1_loss` (what `train_stage1`
+runs: S-task and R-task rows in separate forwards, so the R-task decoders are not padded to a whole canvas) and,
+with `--bf16`, with `stage1_loss` under bf16 autocast (what `--precision bf16` of `examples/sudoku.py` trains with;
+whether it pays depends on the CPU's bf16 matrix units). The models have the config's size; they train in
+alternating rounds of `--steps` stage-1 steps (collate, forward, backward, optimiser step), so machine noise falls
+on all alike. Prints a table of puzzle rows per second, encoder tokens per row and the ratio to the previous
+encoding.
 
     python benchmarks/bench_stage1.py --config examples/configs/sudoku-9x9-cpu.json --threads 1 --bf16
 """

@@ -20,6 +20,7 @@ encodings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,25 +87,16 @@ class MaskedDiffusionCollator:
         return inputs
 
 
-def most_confident(logits: torch.Tensor, legal: torch.Tensor, candidates: torch.Tensor,
-                   score: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Kim et al.'s Top-K rule on `[B, K, V]` logits: per row, the candidate slot (`[B, K]` mask) whose top-1
-    probability over the `legal` values ("probability") or top-1 − top-2 margin ("margin") is highest, and that
-    slot's most probable legal token."""
-    probs = logits[..., legal].float().softmax(dim=-1)  # [B, K, |legal|]
-    top = probs.topk(2, dim=-1).values
-    confidence = top[..., 0] if score == "probability" else top[..., 0] - top[..., 1]
-    slot = confidence.masked_fill(~candidates, float("-inf")).argmax(dim=1)
-    return slot, legal[probs[torch.arange(len(slot), device=slot.device), slot].argmax(dim=-1)]
-
-
-@torch.no_grad()
-def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
-                    legal_ids: list[int], score: str = "margin", batch_size: int = 256) -> tuple[list[list[str]], int]:
-    """Adaptive MDM decoding: one call per revealed cell, the most confident masked cell first (`score`)."""
+def topk_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                legal_ids: list[int], score: str, batch_size: int,
+                predict: Callable[[Any, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                ) -> tuple[list[list[str]], int]:
+    """Kim et al.'s adaptive decoding, one revealed cell per call: `predict(prefix, canvas, masked)` gives `[B, K, V]`
+    logits, the `[B, K]` cells they are for and which of the K slots are masked cells; the slot whose top-1
+    probability over the legal values ("probability") or top-1 − top-2 margin ("margin") is highest gets its most
+    probable legal value and stays fixed."""
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    mask_id = tokenizer.convert_tokens_to_ids("<extra_id_0>")
     legal = torch.tensor(legal_ids, device=model.device)
     predictions, calls = [], 0
     for start in range(0, len(rows), batch_size):
@@ -113,56 +105,59 @@ def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
         masked = ~frozen
         steps = 0
         while bool(masked.any()):
-            logits = model(**_mdm_inputs(model, prefix, canvas, masked, mask_id)).logits
-            cell, value = most_confident(logits, legal, masked, score)
+            logits, cells, candidates = predict(prefix, canvas, masked)
+            probs = logits[..., legal].float().softmax(dim=-1)  # [B, K, |legal|]
+            top = probs.topk(2, dim=-1).values
+            confidence = top[..., 0] if score == "probability" else top[..., 0] - top[..., 1]
+            slot = confidence.masked_fill(~candidates, float("-inf")).argmax(dim=1)
             rows_left = masked.any(dim=1).nonzero().flatten()
-            canvas[rows_left, cell[rows_left]] = value[rows_left]
-            masked[rows_left, cell[rows_left]] = False
-            steps += 1
-        calls = max(calls, steps)
-        predictions += [tokenizer.convert_ids_to_tokens(r) for r in canvas.tolist()]
-    return predictions, calls
-
-
-@torch.no_grad()
-def infill_topk_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
-                            legal_ids: list[int], score: str = "margin",
-                            batch_size: int = 256) -> tuple[list[list[str]], int]:
-    """A Glauber checkpoint's MASK-INFILL decoded as the MDM baseline is: every unfilled cell masked in one window
-    (`infill_block_logits`, one decoder row per cell), one call per revealed cell, the most confident first. Not the
-    Glauber sampler (no draft, no fixed random order): a diagnostic of what the infill knows apart from that order."""
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    legal = torch.tensor(legal_ids, device=model.device)
-    predictions, calls = [], 0
-    for start in range(0, len(rows), batch_size):
-        ids, attn, canvas, frozen = canvas_inputs(rows[start:start + batch_size], tokenizer, model.device)
-        free = int((~frozen).sum(dim=1).max())
-        if free > len(model.sentinel_ids):
-            raise ValueError(f"easy-first infill masks every free cell at once: puzzles with {free} free cells need "
-                             f"a model with >= {free} sentinels, this one has {len(model.sentinel_ids)}")
-        canvas = torch.where(frozen, canvas, legal[0])  # the window's cells are read as sentinels, not as this value
-        prefix = model.build_prefix(ids, attn, frozen_mask=frozen)
-        positions = torch.arange(canvas.shape[1], device=canvas.device)
-        masked = ~frozen
-        steps = 0
-        while bool(masked.any()):
-            left = masked.sum(dim=1, keepdim=True)
-            width = int(left.max())
-            valid = torch.arange(width, device=canvas.device) < left
-            # each row's masked cells first, in canvas order; slots past a row's count are unused (valid False)
-            window = torch.where(masked, positions, positions + len(positions)).argsort(dim=1)[:, :width]
-            window = torch.where(valid, window, 0)
-            logits = model.infill_block_logits(prefix, canvas, window, valid, 1.0, num_predicted=width)
-            slot, value = most_confident(logits, legal, valid, score)
-            rows_left = (left[:, 0] > 0).nonzero().flatten()
-            cell = window[rows_left, slot[rows_left]]
-            canvas[rows_left, cell] = value[rows_left]
+            slot = slot[rows_left]
+            cell = cells[rows_left, slot]
+            canvas[rows_left, cell] = legal[probs[rows_left, slot].argmax(dim=-1)]
             masked[rows_left, cell] = False
             steps += 1
         calls = max(calls, steps)
         predictions += [tokenizer.convert_ids_to_tokens(r) for r in canvas.tolist()]
     return predictions, calls
+
+
+def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                    legal_ids: list[int], score: str = "margin", batch_size: int = 256) -> tuple[list[list[str]], int]:
+    """Adaptive MDM decoding: one call predicts every cell; the most confident masked cell is revealed (`score`)."""
+    mask_id = tokenizer.convert_tokens_to_ids("<extra_id_0>")
+
+    @torch.no_grad()
+    def predict(prefix, canvas, masked):
+        logits = model(**_mdm_inputs(model, prefix, canvas, masked, mask_id)).logits
+        return logits, torch.arange(canvas.shape[1], device=canvas.device).expand_as(canvas), masked
+
+    return topk_decode(model, tokenizer, rows, legal_ids, score, batch_size, predict)
+
+
+def infill_topk_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
+                            score: str = "margin", batch_size: int = 256) -> tuple[list[list[str]], int]:
+    """A Glauber checkpoint's MASK-INFILL decoded as the MDM baseline is: every unfilled cell masked in one window
+    (`infill_block_logits`, one decoder row per cell), the most confident revealed per call, over the values the
+    checkpoint may emit. Not the Glauber sampler (no draft, no fixed random order): a diagnostic of what the infill
+    knows apart from that order."""
+    free = max(list(r["frozen"]).count(False) for r in rows)
+    if free > len(model.sentinel_ids):
+        raise ValueError(f"easy-first infill masks every free cell at once: puzzles with {free} free cells need "
+                         f"a model with >= {free} sentinels, this one has {len(model.sentinel_ids)}")
+
+    @torch.no_grad()
+    def predict(prefix, canvas, masked):
+        left = masked.sum(dim=1, keepdim=True)
+        width = int(left.max())
+        valid = torch.arange(width, device=canvas.device) < left
+        # each row's masked cells first, in canvas order; slots past a row's count are unused (valid False)
+        positions = torch.arange(canvas.shape[1], device=canvas.device)
+        window = torch.where(masked, positions, positions + len(positions)).argsort(dim=1)[:, :width]
+        window = torch.where(valid, window, 0)
+        return model.infill_block_logits(prefix, canvas, window, valid, 1.0, num_predicted=width), window, valid
+
+    legal = (~model.suppress_mask).nonzero().flatten().tolist()
+    return topk_decode(model, tokenizer, rows, legal, score, batch_size, predict)
 
 
 # ------------------------------------------------------------------------------------------------ AR, solver order

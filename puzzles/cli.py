@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 
 from datasets import DatasetDict
@@ -214,7 +213,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from puzzles.baselines import infill_topk_predictions
     from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
-    from puzzles.recipe import legal_canvas_tokens, load_model
+    from puzzles.recipe import load_model
     from puzzles.run import evaluate_glauber, load_rows
 
     def prompts(path: str) -> set[str]:
@@ -237,12 +236,9 @@ def _eval(args: argparse.Namespace) -> int:
         records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window,
                                    progress=True)
         glauber_last = records[-1]
-        size = math.isqrt(len(rows[0]["canvas"].split()))  # Sudoku's n; Zebra's legal values do not depend on it
-        legal = tokenizer.convert_tokens_to_ids(legal_canvas_tokens(rows[0]["kind"], size))
         for score in args.easy_first:
             records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", lambda r, score=score:
-                                      infill_topk_predictions(model, tokenizer, r, legal, score, args.batch_size),
-                                      rows))
+                                      infill_topk_predictions(model, tokenizer, r, score, args.batch_size), rows))
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:

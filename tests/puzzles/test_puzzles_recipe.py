@@ -429,21 +429,20 @@ def test_easy_first_infill_reveals_one_cell_per_call_and_a_row_alone_decodes_as_
     assert len(set(blanks)) > 1  # rows finish at different calls, so the window is padded for some of them
     wide = dataclasses.replace(cfg, sentinels=16)  # every blank masked at once needs a sentinel each
     wide_tok = build_tokenizer(wide)
-    legal = wide_tok.convert_tokens_to_ids(legal_words)
     torch.manual_seed(0)
     model = build_model(wide, wide_tok).eval()
     for score in ("probability", "margin"):
-        preds, calls = infill_topk_predictions(model, wide_tok, rows, legal, score)
+        preds, calls = infill_topk_predictions(model, wide_tok, rows, score)
         assert calls == max(blanks)
         for pred, row in zip(preds, rows):
             assert all(p == c for p, c, f in zip(pred, row["canvas"].split(), row["frozen"]) if f)  # givens kept
             assert set(pred) <= set(legal_words)
-        alone = [infill_topk_predictions(model, wide_tok, [row], legal, score)[0][0] for row in rows]
+        alone = [infill_topk_predictions(model, wide_tok, [row], score)[0][0] for row in rows]
         assert alone == preds
     with pytest.raises(ValueError, match=f"need a model with >= {max(blanks)} sentinels, this one has 8"):
-        infill_topk_predictions(small, tok, rows, tok.convert_tokens_to_ids(legal_words))
+        infill_topk_predictions(small, tok, rows)
     with pytest.raises(ValueError, match="score must be one of"):
-        infill_topk_predictions(model, wide_tok, rows, legal, "entropy")
+        infill_topk_predictions(model, wide_tok, rows, "entropy")
 
 
 def test_solver_order_decoding_keeps_each_row_to_its_own_blanks(tiny, sudoku4):
