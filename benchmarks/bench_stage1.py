@@ -84,17 +84,18 @@ def main() -> None:
     batch = args.batch or cfg.stage1_batch
     rows = data.build_sudoku(cfg.size, 4 * batch, 1, cfg.seed, workers=1, progress=False)[0]["train"]
     torch.manual_seed(0)
-    recipes = {"previous encoding": trainer_parts(previous, rows, one_forward_loss),
-               "config, one forward": trainer_parts(cfg, rows, one_forward_loss),
-               "config, stage1_loss": trainer_parts(cfg, rows)}
+    # name → (model, collator, optimiser, rows, loss; whether the steps run under bf16 autocast)
+    recipes = {"previous encoding": (trainer_parts(previous, rows, one_forward_loss), False),
+               "config, one forward": (trainer_parts(cfg, rows, one_forward_loss), False),
+               "config, stage1_loss": (trainer_parts(cfg, rows), False)}
     if args.bf16:
-        recipes["config, stage1_loss, bf16 autocast"] = trainer_parts(cfg, rows)
+        recipes["config, stage1_loss, bf16 autocast"] = (trainer_parts(cfg, rows), True)
     seconds = {name: [] for name in recipes}
     tokens = {}
     with tqdm(total=args.rounds * len(recipes), desc="stage-1 rounds") as bar:
         for r in range(args.rounds):
-            for name, parts in recipes.items():
-                elapsed, tokens[name] = timed_steps(parts, batch, args.steps, r * args.steps, bf16="bf16" in name)
+            for name, (parts, bf16) in recipes.items():
+                elapsed, tokens[name] = timed_steps(parts, batch, args.steps, r * args.steps, bf16)
                 if r:  # round 0 warms up allocators and caches
                     seconds[name].append(elapsed)
                 bar.update(1)

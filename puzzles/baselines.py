@@ -87,6 +87,7 @@ class MaskedDiffusionCollator:
         return inputs
 
 
+@torch.no_grad()
 def topk_decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
                 legal_ids: list[int], score: str, batch_size: int,
                 predict: Callable[[Any, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
@@ -126,7 +127,6 @@ def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
     """Adaptive MDM decoding: one call predicts every cell; the most confident masked cell is revealed (`score`)."""
     mask_id = tokenizer.convert_tokens_to_ids("<extra_id_0>")
 
-    @torch.no_grad()
     def predict(prefix, canvas, masked):
         logits = model(**_mdm_inputs(model, prefix, canvas, masked, mask_id)).logits
         return logits, torch.arange(canvas.shape[1], device=canvas.device).expand_as(canvas), masked
@@ -145,14 +145,12 @@ def infill_topk_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
         raise ValueError(f"easy-first infill masks every free cell at once: puzzles with {free} free cells need "
                          f"a model with >= {free} sentinels, this one has {len(model.sentinel_ids)}")
 
-    @torch.no_grad()
     def predict(prefix, canvas, masked):
         left = masked.sum(dim=1, keepdim=True)
         width = int(left.max())
         valid = torch.arange(width, device=canvas.device) < left
-        # each row's masked cells first, in canvas order; slots past a row's count are unused (valid False)
-        positions = torch.arange(canvas.shape[1], device=canvas.device)
-        window = torch.where(masked, positions, positions + len(positions)).argsort(dim=1)[:, :width]
+        # each row's masked cells first, in canvas order (a stable sort); slots past a row's count are unused
+        window = (~masked).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
         window = torch.where(valid, window, 0)
         return model.infill_block_logits(prefix, canvas, window, valid, 1.0, num_predicted=width), window, valid
 
