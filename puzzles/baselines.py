@@ -135,11 +135,12 @@ def mdm_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, 
 
 
 def infill_topk_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
-                            score: str = "margin", batch_size: int = 256) -> tuple[list[list[str]], int]:
+                            score: str = "margin", batch_size: int = 256, timesteps: float = 1.0,
+                            ) -> tuple[list[list[str]], int]:
     """A Glauber checkpoint's MASK-INFILL decoded as the MDM baseline is: every unfilled cell masked in one window
-    (`infill_block_logits`, one decoder row per cell), the most confident revealed per call, over the values the
-    checkpoint may emit. Not the Glauber sampler (no draft, no fixed random order): a diagnostic of what the infill
-    knows apart from that order."""
+    (`infill_block_logits` at τ = `timesteps`, one decoder row per cell), the most confident revealed per call, over
+    the values the checkpoint may emit. Not the Glauber sampler (no draft, no fixed random order): a diagnostic of
+    what the infill knows apart from that order."""
     free = max(list(r["frozen"]).count(False) for r in rows)
     if free > len(model.sentinel_ids):
         raise ValueError(f"easy-first infill masks every free cell at once: puzzles with {free} free cells need "
@@ -152,7 +153,7 @@ def infill_topk_predictions(model: PreTrainedModel, tokenizer: PreTrainedTokeniz
         # each row's masked cells first, in canvas order (a stable sort); slots past a row's count are unused
         window = (~masked).to(torch.uint8).argsort(dim=1, stable=True)[:, :width]
         window = torch.where(valid, window, 0)
-        return model.infill_block_logits(prefix, canvas, window, valid, 1.0, num_predicted=width), window, valid
+        return model.infill_block_logits(prefix, canvas, window, valid, timesteps, num_predicted=width), window, valid
 
     legal = (~model.suppress_mask).nonzero().flatten().tolist()
     return topk_decode(model, tokenizer, rows, legal, score, batch_size, predict)

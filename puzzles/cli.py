@@ -62,6 +62,17 @@ def fraction_list(text: str) -> list[float]:
     return values
 
 
+def fraction(text: str) -> float:
+    """One fraction in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected one fraction in [0, 1], e.g. 0.5; got {text!r}")
+    return value
+
+
 def _make_sudoku(args: argparse.Namespace) -> int:
     ds, stats = data.build_sudoku(
         args.size,
@@ -153,6 +164,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--easy-first", choices=("probability", "margin"), action="append", default=[],
                     help="also decode with the infill alone, the MDM baseline's way: every unfilled cell masked, "
                          "the most confident revealed first (a diagnostic, not the Glauber sampler; repeatable)")
+    ev.add_argument("--easy-first-tau", type=fraction, default=1.0,
+                    help="the diffusion time τ in [0, 1] at which --easy-first runs the infill (default 1; a model "
+                         "trained with stage1_timesteps 'corruption' reads τ as the share of its context that is wrong)")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 
@@ -238,7 +252,8 @@ def _eval(args: argparse.Namespace) -> int:
         glauber_last = records[-1]
         for score in args.easy_first:
             records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", lambda r, score=score:
-                                      infill_topk_predictions(model, tokenizer, r, score, args.batch_size), rows))
+                                      infill_topk_predictions(model, tokenizer, r, score, args.batch_size,
+                                                              args.easy_first_tau), rows))
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:

@@ -1,6 +1,7 @@
 """Puzzle training recipe: a small GlauberT5 from scratch, stage 1 (puzzle UL2 mixture), stage 2 (Glauber trainer).
 
-Stage 1 trains the two modes of DESIGN §2 at τ = 1 on puzzle rows:
+Stage 1 trains the two modes of DESIGN §2 on puzzle rows, at τ = 1 (for the R-task, with `stage1_timesteps`
+"corruption", at τ = the share of its context's free cells that are wrong):
 
 - S-task (CAUSAL-GEN): encoder `[S2S] + P + </s>`, decoder teacher-forced in the fixed random cell order π_0;
   cross-entropy on the non-given cells.
@@ -58,6 +59,7 @@ from trainers.arguments import CAUSAL_LOSS_TARGETS
 
 BACKBONES = ("t5", "t5gemma")
 KINDS = ("sudoku", zebra.KIND, zebra.HOUSE_KIND)  # the puzzle kinds of `puzzles.data` rows
+STAGE1_TIMESTEPS = ("one", "corruption")  # RecipeConfig.stage1_timesteps
 
 
 @dataclass
@@ -143,8 +145,13 @@ class RecipeConfig:
     causal_loss_target: str = "chain"  # GlauberTrainingArguments.causal_loss_target: "chain" (x_T) | "data"
     stage1_budget_fraction: float = 0.5  # share of --time-budget-s given to stage 1
     # False: stage 1 leaves the zero-initialised time conditioning untouched, so the model it hands stage 2 computes
-    # the same at every τ (DESIGN §3), as a converted pretrained backbone does; True also trains it, at τ = 1 only
+    # the same at every τ (DESIGN §3), as a converted pretrained backbone does; True also trains it, at the τ that
+    # `stage1_timesteps` gives
     stage1_time_conditioning: bool = True
+    # τ of a stage-1 R-task example: "one" (τ = 1 for all) or "corruption" (τ = the share of its unmasked free cells
+    # that differ from the solution, 0 when none is unmasked), so that the infill learns how far to trust its
+    # context and the reverse pass, whose τ = t/T falls from 1 as its rounds mend the draft, tells it
+    stage1_timesteps: str = "one"
     eval_batch: int = 256
     # learning curve: every `curve_every` steps of either stage (0: none), the draft and N = num_rounds are evaluated
     # on the first `curve_puzzles` held-out puzzles (`LearningCurve`; results.json and learning_curve.png)
@@ -202,6 +209,11 @@ class RecipeConfig:
             raise ValueError(f"peer_attention needs backbone 't5' (its relative attention bias), got {self.backbone!r}")
         if self.canvas_init_std < 0:
             raise ValueError(f"canvas_init_std must be >= 0 (0: zero-initialised tables), got {self.canvas_init_std}")
+        if self.stage1_timesteps not in STAGE1_TIMESTEPS:
+            raise ValueError(f"stage1_timesteps must be one of {STAGE1_TIMESTEPS}, got {self.stage1_timesteps!r}")
+        if self.stage1_timesteps == "corruption" and not self.stage1_time_conditioning:
+            raise ValueError("stage1_timesteps='corruption' needs stage1_time_conditioning=true (held at zero, the "
+                             "time conditioning cannot read τ)")
         if not 0.0 <= self.draft_corruption_from < 1.0:
             raise ValueError(f"draft_corruption_from must be in [0, 1) (a share of stage 1's progress), got "
                              f"{self.draft_corruption_from}")
@@ -390,11 +402,12 @@ def concat_rows(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor],
 
 @dataclass
 class PuzzleUL2Collator:
-    """Stage-1 batches for `GlauberT5ForDiffusion.forward` (τ = 1): S-task and R-task rows, see the module doc.
+    """Stage-1 batches for `GlauberT5ForDiffusion.forward`: S-task and R-task rows, see the module doc.
 
     Rows are `tokenize_prompt_canvas_rows` rows; output the model's mode inputs (`input_ids`, `attention_mask`,
-    `decoder_input_ids`, `timesteps` = 1) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples, so
-    that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows. Each
+    `decoder_input_ids`, `timesteps`: 1, or for R-task examples with `timesteps_from_corruption` their
+    `corruption_timesteps`) and `labels` (-100 where no loss is taken). An R-task row yields `infill_per_row` examples,
+    so that the infill mode gets a share of the token-averaged loss comparable to the L-token causal rows. Each
     example masks `infill_targets_min` … max(w, `infill_targets`) free cells and scores all of them
     (`infill_span_targets`).
     """
@@ -415,6 +428,8 @@ class PuzzleUL2Collator:
     # a drafted example is a pool puzzle, not one of its batch's rows, so one wide generate call serves many steps
     draft_source: Any = None
     draft_pool: int = 512
+    # τ of an R-task example = the share of its unmasked free cells that are wrong (`corruption_timesteps`), not 1
+    timesteps_from_corruption: bool = False
 
     def __post_init__(self):
         if self.infill_targets_min < 1:
@@ -471,7 +486,9 @@ class PuzzleUL2Collator:
             context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows], drafted)
             if drafts is not None:
                 context[drafted] = drafts
-            inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, 1.0)
+            tau = (corruption_timesteps(context, canvas[i_rows], frozen[i_rows], window, valid)
+                   if self.timesteps_from_corruption else 1.0)
+            inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, tau)
             targets = canvas[i_rows].gather(1, window)
             slot_orders = self._slot_orders(valid)
             inputs["decoder_input_ids"], span_labels = infill_span_targets(
@@ -574,6 +591,17 @@ class PuzzleUL2Collator:
         context = np.where(noisy, np.where(relabelled[:, None], relabel, uniform), values)
         window = np.where(valid, order, 0)
         return torch.as_tensor(context), torch.as_tensor(window), torch.as_tensor(valid)
+
+
+def corruption_timesteps(context: torch.Tensor, solution: torch.Tensor, frozen: torch.Tensor, window: torch.Tensor,
+                         valid: torch.Tensor) -> torch.Tensor:
+    """τ per infill example `[B]`: the share of its free cells outside the masked window (`window` positions where
+    `valid`) whose `context` value differs from `solution`; 0 where no such cell is left."""
+    # a sum, not an overwrite: padded slots also point at cell 0, with valid False
+    masked = torch.zeros(frozen.shape, dtype=torch.int64, device=frozen.device).scatter_add(1, window, valid.long()) > 0
+    seen = ~frozen & ~masked
+    wrong = (seen & (context != solution)).sum(1)
+    return wrong.float() / seen.sum(1).clamp(min=1).float()
 
 
 class TimeBudget(TrainerCallback):
@@ -738,12 +766,13 @@ def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig, train_rows:
                              cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
                              slot_shuffle=cfg.slot_shuffle, augment_size=cfg.size if cfg.augment else None,
                              infill_targets_min=cfg.infill_targets_min, draft_source=train_rows,
-                             draft_pool=cfg.draft_pool)
+                             draft_pool=cfg.draft_pool, timesteps_from_corruption=cfg.stage1_timesteps == "corruption")
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",
                  budget_s: float | None = None, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
-    """Stage 1 (UL2-style S + R mixture at τ = 1) with the stock `Trainer`; returns its log summary."""
+    """Stage 1 (UL2-style S + R mixture, τ as `cfg.stage1_timesteps` says) with the stock `Trainer`; returns its log
+    summary."""
     collator = stage1_collator(model, cfg, train_ds)
     held_at_zero = [] if cfg.stage1_time_conditioning else [p for p in model.time_conditioning.parameters()
                                                             if p.requires_grad]

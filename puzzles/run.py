@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole recipe; prints the table and returns the results dict (also written to `--out`)."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    # the Trainer's log lines are the progress of an hour-long run, also when stdout is a log file
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     overrides = command_line_overrides(args)
     cfg = RecipeConfig.load(args.config, **overrides)
     out = Path(args.out)

@@ -245,6 +245,8 @@ REQUIRED = {
         ("eval", ["--num-rounds", "1,-1"], "--num-rounds", "integers >= 0"),
         ("eval", ["--limit", "-295"], "--limit", "integer >= 1"),
         ("eval", ["--easy-first", "entropy"], "--easy-first", "probability"),
+        ("eval", ["--easy-first-tau", "1.5"], "--easy-first-tau", "one fraction in [0, 1]"),
+        ("eval", ["--easy-first-tau", "0.1,0.2"], "--easy-first-tau", "one fraction in [0, 1]"),
         ("probe", ["--limit", "0"], "--limit", "integer >= 1"),
         ("run", ["--eval-limit", "-295"], "--eval-limit", "integer >= 1"),
         ("run", ["--n-train", "0"], "--n-train", "integer >= 1"),

@@ -223,6 +223,25 @@ def test_relabel_corruption_gives_a_value_permutation_of_the_solution(tiny):
         PuzzleUL2Collator(tiny[2], legal, relabel_corruption=1.5)
 
 
+def test_corruption_timesteps_are_the_wrong_share_of_the_cells_the_infill_sees(tiny):
+    batch, solutions, frozen, canvas, _ = _infill_only_batch(tiny, 32, 2, max_corruption=1.0, relabel_corruption=0.5,
+                                                             infill_targets=3, seed=3, timesteps_from_corruption=True)
+    seen = ~frozen & ~torch.isin(canvas, torch.as_tensor(tiny[2].config.sentinel_token_ids))
+    wrong = (seen & (canvas != solutions)).sum(1).float()
+    expected = wrong / seen.sum(1).clamp(min=1).float()
+    assert torch.allclose(batch["timesteps"], expected)
+    assert float(expected.min()) < 0.2 and float(expected.max()) > 0.6, "noise levels spread over [0, 1]"
+    plain, *_ = _infill_only_batch(tiny, 32, 2, max_corruption=1.0, relabel_corruption=0.5, infill_targets=3, seed=3)
+    assert bool((plain["timesteps"] == 1.0).all())
+    assert torch.equal(plain["input_ids"], batch["input_ids"]), "τ changes no token of the batch"
+    with pytest.raises(ValueError, match="stage1_timesteps must be one of"):
+        RecipeConfig(**TINY, stage1_timesteps="noise")
+    with pytest.raises(ValueError, match="stage1_time_conditioning=true"):
+        RecipeConfig(**TINY, stage1_timesteps="corruption", stage1_time_conditioning=False)
+    cfg = RecipeConfig(**TINY, stage1_timesteps="corruption")
+    assert stage1_collator(tiny[2], cfg, tiny[3]).timesteps_from_corruption
+
+
 def test_drafted_examples_are_pooled_puzzles_read_through_the_models_own_draft(tiny, monkeypatch):
     cfg, tok, _, train = tiny
     model = build_model(cfg, tok)
@@ -439,6 +458,17 @@ def test_easy_first_infill_reveals_one_cell_per_call_and_a_row_alone_decodes_as_
             assert set(pred) <= set(legal_words)
         alone = [infill_topk_predictions(model, wide_tok, [row], score)[0][0] for row in rows]
         assert alone == preds
+    seen_tau = []
+    block_logits = model.infill_block_logits
+
+    def recorded(prefix, canvas, window, valid, timesteps, **kwargs):
+        seen_tau.append(timesteps)
+        return block_logits(prefix, canvas, window, valid, timesteps, **kwargs)
+
+    model.infill_block_logits = recorded
+    infill_topk_predictions(model, wide_tok, rows[:2], timesteps=0.25)
+    assert seen_tau and set(seen_tau) == {0.25}
+    del model.infill_block_logits
     with pytest.raises(ValueError, match=f"need a model with >= {max(blanks)} sentinels, this one has 8"):
         infill_topk_predictions(small, tok, rows)
     with pytest.raises(ValueError, match="score must be one of"):
