@@ -50,27 +50,25 @@ def round_list(text: str) -> list[int]:
     return _int_list(text, 0, None, "0,1,2,3")
 
 
-def fraction_list(text: str) -> list[float]:
-    """A comma list of fractions in [0, 1] (shares of free cells)."""
-    message = f"expected a comma list of fractions in [0, 1], e.g. 0.1,0.3,0.5; got {text!r}"
+def _fractions(text: str, expected: str, count: int | None = None) -> list[float]:
+    """Comma-separated fractions in [0, 1] (exactly `count` of them when given), else refused with `expected`."""
     try:
         values = [float(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(message) from None
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise argparse.ArgumentTypeError(message)
+        values = [-1.0]
+    if not all(0.0 <= v <= 1.0 for v in values) or (count is not None and len(values) != count):
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
     return values
+
+
+def fraction_list(text: str) -> list[float]:
+    """A comma list of fractions in [0, 1] (shares of free cells)."""
+    return _fractions(text, "a comma list of fractions in [0, 1], e.g. 0.1,0.3,0.5")
 
 
 def fraction(text: str) -> float:
     """One fraction in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected one fraction in [0, 1], e.g. 0.5; got {text!r}")
-    return value
+    return _fractions(text, "one fraction in [0, 1], e.g. 0.5", count=1)[0]
 
 
 def _make_sudoku(args: argparse.Namespace) -> int:

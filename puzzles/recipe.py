@@ -41,7 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, T5Config, T5F
 from transformers import T5GemmaForConditionalGeneration, Trainer, TrainerCallback, TrainingArguments
 
 from modeling_glauber import GlauberT5ForDiffusion
-from modeling_glauber.infill import concat_mode_inputs, infill_span_canvas_positions, infill_span_targets
+from modeling_glauber.infill import concat_mode_inputs, infill_span_canvas_positions, infill_span_targets, mask_canvas
 from puzzles import zebra
 from puzzles.metrics import evaluate_predictions
 from puzzles.sudoku import BOX_SHAPES, canvas_factors, random_symmetries
@@ -486,7 +486,8 @@ class PuzzleUL2Collator:
             context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows], drafted)
             if drafts is not None:
                 context[drafted] = drafts
-            tau = (corruption_timesteps(context, canvas[i_rows], frozen[i_rows], window, valid)
+            tau = (corruption_timesteps(mask_canvas(context, window, valid, self.model.sentinel_ids), canvas[i_rows],
+                                        frozen[i_rows], self.model.sentinel_ids)
                    if self.timesteps_from_corruption else 1.0)
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, tau)
             targets = canvas[i_rows].gather(1, window)
@@ -593,14 +594,13 @@ class PuzzleUL2Collator:
         return torch.as_tensor(context), torch.as_tensor(window), torch.as_tensor(valid)
 
 
-def corruption_timesteps(context: torch.Tensor, solution: torch.Tensor, frozen: torch.Tensor, window: torch.Tensor,
-                         valid: torch.Tensor) -> torch.Tensor:
-    """τ per infill example `[B]`: the share of its free cells outside the masked window (`window` positions where
-    `valid`) whose `context` value differs from `solution`; 0 where no such cell is left."""
-    # a sum, not an overwrite: padded slots also point at cell 0, with valid False
-    masked = torch.zeros(frozen.shape, dtype=torch.int64, device=frozen.device).scatter_add(1, window, valid.long()) > 0
-    seen = ~frozen & ~masked
-    wrong = (seen & (context != solution)).sum(1)
+def corruption_timesteps(masked_context: torch.Tensor, solution: torch.Tensor, frozen: torch.Tensor,
+                         sentinel_ids: torch.Tensor) -> torch.Tensor:
+    """τ per infill example `[B]`: the share of the free cells that the infill sees (`masked_context`, the canvas
+    `mask_canvas` gives its encoder, cells not replaced by a sentinel) whose value differs from `solution`; 0 where
+    it sees none."""
+    seen = ~frozen & ~torch.isin(masked_context, sentinel_ids.to(masked_context.device))
+    wrong = (seen & (masked_context != solution)).sum(1)
     return wrong.float() / seen.sum(1).clamp(min=1).float()
 
 
