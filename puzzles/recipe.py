@@ -152,6 +152,10 @@ class RecipeConfig:
     # that differ from the solution, 0 when none is unmasked), so that the infill learns how far to trust its
     # context and the reverse pass, whose τ = t/T falls from 1 as its rounds mend the draft, tells it
     stage1_timesteps: str = "one"
+    # the wrong share that τ = 1 stands for under stage1_timesteps "corruption" (τ = min(1, share / this)): the
+    # reverse pass starts its first round at τ = 1 on the draft, so set to the draft's wrong share, τ = 1 asks the
+    # infill to mend a draft-like context instead of refilling every cell from the givens
+    stage1_full_time_corruption: float = 1.0
     eval_batch: int = 256
     # learning curve: every `curve_every` steps of either stage (0: none), the draft and N = num_rounds are evaluated
     # on the first `curve_puzzles` held-out puzzles (`LearningCurve`; results.json and learning_curve.png)
@@ -214,6 +218,9 @@ class RecipeConfig:
         if self.stage1_timesteps == "corruption" and not self.stage1_time_conditioning:
             raise ValueError("stage1_timesteps='corruption' needs stage1_time_conditioning=true (held at zero, the "
                              "time conditioning cannot read τ)")
+        if not 0.0 < self.stage1_full_time_corruption <= 1.0:
+            raise ValueError(f"stage1_full_time_corruption must be in (0, 1] (a share of wrong cells), got "
+                             f"{self.stage1_full_time_corruption}")
         if not 0.0 <= self.draft_corruption_from < 1.0:
             raise ValueError(f"draft_corruption_from must be in [0, 1) (a share of stage 1's progress), got "
                              f"{self.draft_corruption_from}")
@@ -428,8 +435,10 @@ class PuzzleUL2Collator:
     # a drafted example is a pool puzzle, not one of its batch's rows, so one wide generate call serves many steps
     draft_source: Any = None
     draft_pool: int = 512
-    # τ of an R-task example = the share of its unmasked free cells that are wrong (`corruption_timesteps`), not 1
+    # τ of an R-task example = the share of its unmasked free cells that are wrong (`corruption_timesteps`), not 1,
+    # divided by `full_time_corruption` (the share τ = 1 stands for) and capped at 1
     timesteps_from_corruption: bool = False
+    full_time_corruption: float = 1.0
 
     def __post_init__(self):
         if self.infill_targets_min < 1:
@@ -444,6 +453,8 @@ class PuzzleUL2Collator:
             )
         if self.draft_pool < 1:
             raise ValueError(f"draft_pool must be >= 1, got {self.draft_pool}")
+        if not 0.0 < self.full_time_corruption <= 1.0:
+            raise ValueError(f"full_time_corruption must be in (0, 1], got {self.full_time_corruption}")
         if self.draft_corruption and self.draft_source is None:
             raise ValueError("draft_corruption > 0 needs draft_source (the training rows to draft)")
         self._generators = WorkerGenerator(self.seed)
@@ -488,7 +499,7 @@ class PuzzleUL2Collator:
                 context[drafted] = drafts
             tau = (corruption_timesteps(mask_canvas(context, window, valid, self.model.sentinel_ids), canvas[i_rows],
                                         frozen[i_rows], self.model.sentinel_ids)
-                   if self.timesteps_from_corruption else 1.0)
+                   .div(self.full_time_corruption).clamp(max=1.0) if self.timesteps_from_corruption else 1.0)
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, tau)
             targets = canvas[i_rows].gather(1, window)
             slot_orders = self._slot_orders(valid)
@@ -766,7 +777,8 @@ def stage1_collator(model: GlauberT5ForDiffusion, cfg: RecipeConfig, train_rows:
                              cfg.infill_targets, cfg.relabel_corruption, cfg.draft_corruption, cfg.seed,
                              slot_shuffle=cfg.slot_shuffle, augment_size=cfg.size if cfg.augment else None,
                              infill_targets_min=cfg.infill_targets_min, draft_source=train_rows,
-                             draft_pool=cfg.draft_pool, timesteps_from_corruption=cfg.stage1_timesteps == "corruption")
+                             draft_pool=cfg.draft_pool, timesteps_from_corruption=cfg.stage1_timesteps == "corruption",
+                             full_time_corruption=cfg.stage1_full_time_corruption)
 
 
 def train_stage1(model, train_ds, cfg: RecipeConfig, out: str, device: str = "cpu", precision: str = "fp32",

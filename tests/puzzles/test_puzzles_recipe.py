@@ -223,7 +223,7 @@ def test_relabel_corruption_gives_a_value_permutation_of_the_solution(tiny):
         PuzzleUL2Collator(tiny[2], legal, relabel_corruption=1.5)
 
 
-def test_corruption_timesteps_are_the_wrong_share_of_the_cells_the_infill_sees(tiny):
+def test_corruption_timesteps_are_the_wrong_share_of_the_cells_the_infill_sees_over_the_full_time_share(tiny):
     batch, solutions, frozen, canvas, _ = _infill_only_batch(tiny, 32, 2, max_corruption=1.0, relabel_corruption=0.5,
                                                              infill_targets=3, seed=3, timesteps_from_corruption=True)
     seen = ~frozen & ~torch.isin(canvas, torch.as_tensor(tiny[2].config.sentinel_token_ids))
@@ -234,12 +234,21 @@ def test_corruption_timesteps_are_the_wrong_share_of_the_cells_the_infill_sees(t
     plain, *_ = _infill_only_batch(tiny, 32, 2, max_corruption=1.0, relabel_corruption=0.5, infill_targets=3, seed=3)
     assert bool((plain["timesteps"] == 1.0).all())
     assert torch.equal(plain["input_ids"], batch["input_ids"]), "τ changes no token of the batch"
+    scaled, *_ = _infill_only_batch(tiny, 32, 2, max_corruption=1.0, relabel_corruption=0.5, infill_targets=3, seed=3,
+                                    timesteps_from_corruption=True, full_time_corruption=0.5)
+    assert torch.allclose(scaled["timesteps"], (expected / 0.5).clamp(max=1.0)), "τ = 1 stands for half the cells wrong"
+    assert bool((scaled["timesteps"] == 1.0).any()) and bool((scaled["timesteps"] < 1.0).any())
+    with pytest.raises(ValueError, match="full_time_corruption must be in"):
+        PuzzleUL2Collator(tiny[2], list(range(3)), full_time_corruption=0.0)
+    with pytest.raises(ValueError, match="stage1_full_time_corruption must be in"):
+        RecipeConfig(**TINY, stage1_timesteps="corruption", stage1_full_time_corruption=1.5)
     with pytest.raises(ValueError, match="stage1_timesteps must be one of"):
         RecipeConfig(**TINY, stage1_timesteps="noise")
     with pytest.raises(ValueError, match="stage1_time_conditioning=true"):
         RecipeConfig(**TINY, stage1_timesteps="corruption", stage1_time_conditioning=False)
-    cfg = RecipeConfig(**TINY, stage1_timesteps="corruption")
-    assert stage1_collator(tiny[2], cfg, tiny[3]).timesteps_from_corruption
+    cfg = RecipeConfig(**TINY, stage1_timesteps="corruption", stage1_full_time_corruption=0.6)
+    collator = stage1_collator(tiny[2], cfg, tiny[3])
+    assert collator.timesteps_from_corruption and collator.full_time_corruption == 0.6
 
 
 def test_drafted_examples_are_pooled_puzzles_read_through_the_models_own_draft(tiny, monkeypatch):
