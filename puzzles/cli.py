@@ -164,7 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          "the most confident revealed first (a diagnostic, not the Glauber sampler; repeatable)")
     ev.add_argument("--easy-first-tau", type=fraction, default=1.0,
                     help="the diffusion time τ in [0, 1] at which --easy-first runs the infill (default 1; a model "
-                         "trained with stage1_timesteps 'corruption' reads τ as the share of its context that is wrong)")
+                         "trained with stage1_timesteps 'corruption' reads τ as the share of its context that is wrong, "
+                         "divided by its stage1_full_time_corruption)")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 

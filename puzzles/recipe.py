@@ -153,7 +153,7 @@ class RecipeConfig:
     # context and the reverse pass, whose τ = t/T falls from 1 as its rounds mend the draft, tells it
     stage1_timesteps: str = "one"
     # the wrong share that τ = 1 stands for under stage1_timesteps "corruption" (τ = min(1, share / this)): the
-    # reverse pass starts its first round at τ = 1 on the draft, so set to the draft's wrong share, τ = 1 asks the
+    # reverse pass starts its first round at τ = 1 on the draft; set to the draft's wrong share, τ = 1 asks the
     # infill to mend a draft-like context instead of refilling every cell from the givens
     stage1_full_time_corruption: float = 1.0
     eval_batch: int = 256
