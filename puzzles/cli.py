@@ -52,12 +52,13 @@ def round_list(text: str) -> list[int]:
 
 def _fractions(text: str, expected: str, count: int | None = None) -> list[float]:
     """Comma-separated fractions in [0, 1] (exactly `count` of them when given), else refused with `expected`."""
+    message = f"expected {expected}; got {text!r}"
     try:
         values = [float(x) for x in text.split(",")]
     except ValueError:
-        values = [-1.0]
+        raise argparse.ArgumentTypeError(message) from None
     if not all(0.0 <= v <= 1.0 for v in values) or (count is not None and len(values) != count):
-        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        raise argparse.ArgumentTypeError(message)
     return values
 
 

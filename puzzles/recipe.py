@@ -497,9 +497,11 @@ class PuzzleUL2Collator:
             context, window, valid = self._infill_rows(canvas[i_rows], frozen[i_rows], drafted)
             if drafts is not None:
                 context[drafted] = drafts
-            tau = (corruption_timesteps(mask_canvas(context, window, valid, self.model.sentinel_ids), canvas[i_rows],
-                                        frozen[i_rows], self.model.sentinel_ids)
-                   .div(self.full_time_corruption).clamp(max=1.0) if self.timesteps_from_corruption else 1.0)
+            tau = 1.0
+            if self.timesteps_from_corruption:
+                wrong_share = corruption_timesteps(mask_canvas(context, window, valid, self.model.sentinel_ids),
+                                                   canvas[i_rows], frozen[i_rows], self.model.sentinel_ids)
+                tau = (wrong_share / self.full_time_corruption).clamp(max=1.0)
             inputs = self.model.infill_inputs(prefix.select(i_rows), context, window, valid, tau)
             targets = canvas[i_rows].gather(1, window)
             slot_orders = self._slot_orders(valid)
