@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from datasets import DatasetDict
 
@@ -28,6 +29,17 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1)
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a sampling temperature)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _int_list(text: str, low: int, high: int | None, example: str) -> list[int]:
     allowed = f"integers in {low}..{high}" if high is not None else f"integers >= {low}"
     message = f"expected a comma list of {allowed}, e.g. {example}; got {text!r}"
@@ -48,6 +60,11 @@ def zebra_sizes(text: str) -> list[int]:
 def round_list(text: str) -> list[int]:
     """A comma list of Glauber round counts N >= 0 (0 is the causal draft)."""
     return _int_list(text, 0, None, "0,1,2,3")
+
+
+def refinement_round_list(text: str) -> list[int]:
+    """A comma list of Glauber round counts N >= 1 (rounds after a first pass that is not the causal draft)."""
+    return _int_list(text, 1, None, "1,3")
 
 
 def _fractions(text: str, expected: str, count: int | None = None) -> list[float]:
@@ -167,6 +184,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     help="the diffusion time τ in [0, 1] at which --easy-first runs the infill (default 1; a model "
                          "trained with stage1_timesteps 'corruption' reads τ as the share of its context that is wrong, "
                          "divided by its stage1_full_time_corruption)")
+    ev.add_argument("--easy-first-rounds", type=refinement_round_list, default=[],
+                    help="comma list of N >= 1: Glauber rounds run from each --easy-first decoding instead of from the "
+                         "causal draft (a diagnostic of the rounds given a better first pass; needs --easy-first)")
+    ev.add_argument("--temperature", type=positive_float,
+                    help="sample the draft and the Glauber rounds at this temperature > 0, as the reverse process is "
+                         "defined (default: greedy); row i of the data uses seed --seed + i")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the sampled rows (with --temperature)")
     ev.add_argument("--out", help="directory for results.json, results.md and results.png")
     ev.set_defaults(func=_eval)
 
@@ -227,14 +251,17 @@ def _eval(args: argparse.Namespace) -> int:
 
     from puzzles.baselines import infill_topk_predictions
     from puzzles.evaluation import fixes, format_table, plot_results, run_method, write_results
-    from puzzles.recipe import load_model
-    from puzzles.run import evaluate_glauber, load_rows
+    from puzzles.recipe import glauber_predictions, load_model
+    from puzzles.run import evaluate_glauber, load_rows, sampling_label
 
     def prompts(path: str) -> set[str]:
         if path.endswith(".jsonl"):
             return {r["prompt"] for r in load_rows(path)}
         return {p for split in load_from_disk(path).values() for p in split["prompt"]}
 
+    if args.easy_first_rounds and not args.easy_first:
+        raise SystemExit("--easy-first-rounds runs Glauber rounds from an --easy-first decoding: give --easy-first "
+                         "probability or --easy-first margin as well")
     rows = _rows(args.data)
     if args.exclude:
         seen = set().union(*(prompts(path) for path in args.exclude))
@@ -248,18 +275,38 @@ def _eval(args: argparse.Namespace) -> int:
     autocast = torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     with autocast:
         records = evaluate_glauber(model, tokenizer, rows, args.num_rounds, args.batch_size, args.mask_window,
-                                   progress=True)
+                                   progress=True, temperature=args.temperature, seed=args.seed)
         glauber_last = records[-1]
         for score in args.easy_first:
-            records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", lambda r, score=score:
-                                      infill_topk_predictions(model, tokenizer, r, score, args.batch_size,
-                                                              args.easy_first_tau), rows))
+            first_pass: dict[str, Any] = {}
+
+            def easy_first(r, score=score, kept=first_pass):
+                kept["predictions"], kept["calls"] = infill_topk_predictions(model, tokenizer, r, score,
+                                                                             args.batch_size, args.easy_first_tau)
+                return kept["predictions"], kept["calls"]
+
+            def then_rounds(r, n, first=first_pass):
+                predictions, calls = glauber_predictions(model, tokenizer, r, n, args.batch_size, args.mask_window,
+                                                         starts=first["predictions"], temperature=args.temperature,
+                                                         seed=args.seed)
+                return predictions, first["calls"] + calls
+
+            records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", easy_first, rows))
+            first_seconds = records[-1]["seconds"]
+            for n in args.easy_first_rounds:
+                record = run_method(f"Top-K {score}, then Glauber N={n}{sampling_label(args.temperature)} "
+                                    "(not the paper's sampler)",
+                                    lambda r, n=n: then_rounds(r, n), rows, n)
+                # its cost is both passes', in seconds as in model calls
+                record["seconds"] = round(record["seconds"] + first_seconds, 2)
+                records.append(record)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
     if args.out:
         out = Path(args.out)
         mask_window = model.config.mask_window if args.mask_window is None else args.mask_window
-        extra = {"model": args.model, "data": args.data, "mask_window": mask_window, "precision": args.precision}
+        extra = {"model": args.model, "data": args.data, "mask_window": mask_window, "precision": args.precision,
+                 "temperature": args.temperature, "seed": args.seed}
         if records[0]["num_rounds"] == 0:
             extra["draft_vs_final"] = fixes(records[0], glauber_last)
         write_results(records, out / "results.json", **extra)

@@ -875,11 +875,13 @@ def canvas_inputs(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerFast
 def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedTokenizerFast, rows: list[dict[str, Any]],
                         num_rounds: int, batch_size: int = 256, mask_window: int | None = None,
                         update_block: int = 1, progress: bool = False,
-                        starts: list[list[str]] | None = None) -> tuple[list[list[str]], int]:
-    """Greedy reverse process with `num_rounds` rounds (0 = the causal draft), mask window w (default: the
-    config's) and `update_block` positions per call (parallel Glauber): canvases and model calls per batch;
-    `progress` shows a tqdm bar over each batch's model calls. `starts` (one canvas of cell values per row): the
-    rounds start from these (`generate(start="canvas")`) instead of from the draft, and N = 0 returns them."""
+                        starts: list[list[str]] | None = None, temperature: float | None = None,
+                        seed: int = 0) -> tuple[list[list[str]], int]:
+    """Reverse process with `num_rounds` rounds (0 = the causal draft), mask window w (default: the config's) and
+    `update_block` positions per call (parallel Glauber): canvases and model calls per batch; `progress` shows a tqdm
+    bar over each batch's model calls. `starts` (one canvas of cell values per row): the rounds start from these
+    (`generate(start="canvas")`) instead of from the draft, and N = 0 returns them. Greedy unless `temperature` is
+    given; then sampled, row i of `rows` with seed `seed + i`, so a row's sample does not depend on the batching."""
     predictions, calls = [], 0
     for lo in range(0, len(rows), batch_size):
         chunk = rows[lo:lo + batch_size]
@@ -890,8 +892,10 @@ def glauber_predictions(model: GlauberT5ForDiffusion, tokenizer: PreTrainedToken
             start = "canvas"
             canvas = torch.as_tensor(tokenizer(given, add_special_tokens=False)["input_ids"], device=model.device)
         out = model.generate(input_ids=ids, attention_mask=mask, canvas_ids=canvas, frozen_mask=frozen, start=start,
-                             num_rounds=num_rounds, mask_window=mask_window, update_block=update_block, do_sample=False,
-                             return_dict_in_generate=True, progress=progress)
+                             num_rounds=num_rounds, mask_window=mask_window, update_block=update_block,
+                             do_sample=temperature is not None, temperature=temperature,
+                             seed=None if temperature is None else seed + lo, return_dict_in_generate=True,
+                             progress=progress)
         calls = max(calls, out.num_model_calls)
         predictions += [tokenizer.convert_ids_to_tokens(row) for row in out.sequences.tolist()]
     return predictions, calls

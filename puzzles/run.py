@@ -133,15 +133,23 @@ def _zebra_size_fits(size: str) -> bool:
     return all(text.isdigit() and zebra.MIN_SIZE <= int(text) <= zebra.MAX_SIZE for text in (houses, attributes))
 
 
+def sampling_label(temperature: float | None) -> str:
+    """The suffix that names a sampled evaluation in its method's name ("" for greedy)."""
+    return "" if temperature is None else f", sampled at T={temperature:g}"
+
+
 def evaluate_glauber(model, tokenizer, rows: list[dict[str, Any]], rounds: list[int], batch_size: int,
-                     mask_window: int | None = None, progress: bool = False) -> list[dict]:
+                     mask_window: int | None = None, progress: bool = False, temperature: float | None = None,
+                     seed: int = 0) -> list[dict]:
     """Glauber with each N in `rounds` (0 = the causal draft in order π_0) and mask window w (default: the config's),
-    each N its own greedy call (`progress`: a tqdm bar over each call's model calls)."""
+    each N its own call, greedy or sampled at `temperature` from `seed` (`progress`: a tqdm bar over each call's model
+    calls)."""
     model.eval()
+    sampled = sampling_label(temperature)
     return [
-        run_method("causal draft (N=0, random order)" if n == 0 else f"Glauber N={n}",
+        run_method(f"causal draft (N=0, random order{sampled})" if n == 0 else f"Glauber N={n}{sampled}",
                    lambda r, n=n: glauber_predictions(model, tokenizer, r, n, batch_size, mask_window,
-                                                      progress=progress), rows, n)
+                                                      progress=progress, temperature=temperature, seed=seed), rows, n)
         for n in rounds
     ]
 

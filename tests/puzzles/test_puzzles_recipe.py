@@ -484,6 +484,55 @@ def test_easy_first_infill_reveals_one_cell_per_call_and_a_row_alone_decodes_as_
         infill_topk_predictions(model, wide_tok, rows, "entropy")
 
 
+def test_easy_first_rounds_refine_the_easy_first_decoding_and_count_both_passes_calls(tiny, sudoku4, tmp_path, capsys):
+    cfg, _, _, _ = tiny
+    rows = list(sudoku4["test"])
+    wide = dataclasses.replace(cfg, sentinels=16)  # every blank masked at once needs a sentinel each
+    tok = build_tokenizer(wide)
+    torch.manual_seed(1)
+    model = build_model(wide, tok).eval()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data_file = tmp_path / "rows.jsonl"
+    data_file.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    out = tmp_path / "out"
+    rc = cli.main(["puzzles", "eval", "--model", str(tmp_path / "model"), "--data", str(data_file), "--num-rounds",
+                   "0", "--easy-first", "margin", "--easy-first-tau", "0", "--easy-first-rounds", "1,2",
+                   "--out", str(out)])
+    assert rc == 0
+    saved = {r["method"]: r for r in json.loads((out / "results.json").read_text())["results"]}
+    first = saved["infill alone, Top-K margin (not Glauber)"]
+    starts, first_calls = infill_topk_predictions(model, tok, rows, "margin", timesteps=0.0)
+    assert first["cell_accuracy"] == pytest.approx(evaluate_predictions(starts, rows)["cell_accuracy"])
+    for n in (1, 2):
+        record = saved[f"Top-K margin, then Glauber N={n} (not the paper's sampler)"]
+        refined, calls = glauber_predictions(model, tok, rows, n, starts=starts)
+        assert record["num_rounds"] == n and record["model_calls"] == first_calls + calls
+        assert record["seconds"] >= first["seconds"]
+        metrics = evaluate_predictions(refined, rows)
+        assert record["cell_accuracy"] == pytest.approx(metrics["cell_accuracy"])
+        assert record["solved"] == pytest.approx(metrics["solved"])
+    with pytest.raises(SystemExit, match="give --easy-first probability or --easy-first margin"):
+        cli.main(["puzzles", "eval", "--model", str(tmp_path / "model"), "--data", str(data_file),
+                  "--easy-first-rounds", "1"])
+
+
+def test_sampled_glauber_predictions_are_seeded_per_row_and_differ_from_greedy(tiny, sudoku4):
+    _, tok, model, _ = tiny
+    model.eval()
+    rows = list(sudoku4["test"])[:6]
+    sampled, calls = glauber_predictions(model, tok, rows, 2, temperature=1.0, seed=5)
+    greedy, greedy_calls = glauber_predictions(model, tok, rows, 2)
+    assert calls == greedy_calls and sampled != greedy
+    assert glauber_predictions(model, tok, rows, 2, temperature=1.0, seed=5)[0] == sampled
+    assert glauber_predictions(model, tok, rows, 2, temperature=1.0, seed=6)[0] != sampled
+    # row i draws with seed + i, whatever the batch it is decoded in
+    assert glauber_predictions(model, tok, rows[3:4], 2, temperature=1.0, seed=8)[0] == sampled[3:4]
+    assert glauber_predictions(model, tok, rows, 2, batch_size=4, temperature=1.0, seed=5)[0] == sampled
+    for pred, row in zip(sampled, rows):
+        assert all(p == c for p, c, f in zip(pred, row["canvas"].split(), row["frozen"]) if f)  # givens kept
+
+
 def test_solver_order_decoding_keeps_each_row_to_its_own_blanks(tiny, sudoku4):
     """A batch decodes 3·(most blanks) tokens; a row with fewer blanks must not apply the triplets past its end."""
     _, tok, model, _ = tiny
