@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from datasets import DatasetDict
 
@@ -278,27 +277,26 @@ def _eval(args: argparse.Namespace) -> int:
                                    progress=True, temperature=args.temperature, seed=args.seed)
         glauber_last = records[-1]
         for score in args.easy_first:
-            first_pass: dict[str, Any] = {}
+            grids: list[list[str]] = []
 
-            def easy_first(r, score=score, kept=first_pass):
-                kept["predictions"], kept["calls"] = infill_topk_predictions(model, tokenizer, r, score,
-                                                                             args.batch_size, args.easy_first_tau)
-                return kept["predictions"], kept["calls"]
+            def easy_first(r, score=score, kept=grids):
+                predictions, calls = infill_topk_predictions(model, tokenizer, r, score, args.batch_size,
+                                                             args.easy_first_tau)
+                kept[:] = predictions
+                return predictions, calls
 
-            def then_rounds(r, n, first=first_pass):
-                predictions, calls = glauber_predictions(model, tokenizer, r, n, args.batch_size, args.mask_window,
-                                                         starts=first["predictions"], temperature=args.temperature,
-                                                         seed=args.seed)
-                return predictions, first["calls"] + calls
-
-            records.append(run_method(f"infill alone, Top-K {score} (not Glauber)", easy_first, rows))
-            first_seconds = records[-1]["seconds"]
+            first = run_method(f"infill alone, Top-K {score} (not Glauber)", easy_first, rows)
+            records.append(first)
             for n in args.easy_first_rounds:
                 record = run_method(f"Top-K {score}, then Glauber N={n}{sampling_label(args.temperature)} "
                                     "(not the paper's sampler)",
-                                    lambda r, n=n: then_rounds(r, n), rows, n)
-                # its cost is both passes', in seconds as in model calls
-                record["seconds"] = round(record["seconds"] + first_seconds, 2)
+                                    lambda r, n=n: glauber_predictions(model, tokenizer, r, n, args.batch_size,
+                                                                       args.mask_window, starts=grids,
+                                                                       temperature=args.temperature, seed=args.seed),
+                                    rows, n)
+                # its cost is both passes'
+                record["model_calls"] += first["model_calls"]
+                record["seconds"] = round(record["seconds"] + first["seconds"], 2)
                 records.append(record)
     table = format_table(records, records[0]["method"] if records[0]["num_rounds"] == 0 else None)
     print(table)
