@@ -52,7 +52,7 @@ def _int_list(text: str, low: int, high: int | None, example: str) -> list[int]:
 
 
 def zebra_sizes(text: str) -> list[int]:
-    """A comma list of Zebra house (or attribute) counts, each in 3..6."""
+    """A comma list of Zebra house (or attribute) counts, each in `zebra.MIN_SIZE`..`zebra.MAX_SIZE`."""
     return _int_list(text, zebra.MIN_SIZE, zebra.MAX_SIZE, "3,4")
 
 
@@ -145,8 +145,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     _common(sud)
     sud.set_defaults(func=_make_sudoku)
     zeb = kinds.add_parser("zebra", help="Zebra puzzles, sizes drawn uniformly from houses x attributes")
-    zeb.add_argument("--houses", type=zebra_sizes, default="3,4", help="comma list in 3..6")
-    zeb.add_argument("--attributes", type=zebra_sizes, default="3,4", help="comma list in 3..6")
+    zeb.add_argument("--houses", type=zebra_sizes, default="3,4",
+                     help=f"comma list in {zebra.MIN_SIZE}..{zebra.MAX_SIZE} (the paper's mixture: 3..6)")
+    zeb.add_argument("--attributes", type=zebra_sizes, default="3,4",
+                     help=f"comma list in {zebra.MIN_SIZE}..{zebra.MAX_SIZE}")
     zeb.add_argument(
         "--answer-as-clues",
         action="store_true",
@@ -219,6 +221,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     fix.add_argument("--device", default="cpu")
     fix.add_argument("--out", help="directory for repair.json, repair.md and repair.png")
     fix.set_defaults(func=_repair)
+
+    curve = sub.add_parser("curve", help="one learning-curve PNG for a run and the runs that continue it "
+                                         "(--init-from), steps counted from the first run's start")
+    curve.add_argument("--run", action="append", required=True, metavar="DIR",
+                       help="a finished run's --out directory (its results.json); repeat, first run first")
+    curve.add_argument("--out", required=True, help="the PNG to write")
+    curve.add_argument("--title", default="", help="the figure's title")
+    curve.set_defaults(func=_curve)
     return group
 
 
@@ -310,6 +320,26 @@ def _eval(args: argparse.Namespace) -> int:
         write_results(records, out / "results.json", **extra)
         plot_results(records, out / "results.png", f"{rows[0]['kind']} {rows[0]['size']}")
         (out / "results.md").write_text(table + "\n")
+    return 0
+
+
+def _curve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from puzzles.evaluation import chain_learning_curves, plot_learning_curve
+
+    runs = []
+    for run in args.run:
+        path = Path(run) / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"--run {run}: no results.json there (the --out directory of a finished "
+                             "examples/sudoku.py or examples/zebra.py run)")
+        runs.append((Path(run).name, json.loads(path.read_text())))
+    try:
+        stages, points, num_rounds = chain_learning_curves(runs)
+    except ValueError as error:
+        raise SystemExit(f"--run: {error}") from None
+    print(plot_learning_curve(stages, points, num_rounds, args.out, args.title))
     return 0
 
 

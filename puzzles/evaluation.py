@@ -66,15 +66,21 @@ def format_table(records: Sequence[dict[str, Any]], draft_name: str | None = Non
 
 
 def save_figure(fig, path: str | Path, title: str = "") -> Path:
-    """Title, lay out and write `fig` as a PNG at `path` (parents created), then free it."""
+    """Title, lay out and write `fig` as a PNG at `path` (parents created; written beside it, then moved into place),
+    then free it."""
     import matplotlib.pyplot as plt
 
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        fig.savefig(partial, dpi=120, format="png")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+        plt.close(fig)
     return path
 
 
@@ -144,6 +150,32 @@ def plot_learning_curve(stages: Sequence[tuple[str, dict[str, Any]]], points: Se
         if ax.get_legend_handles_labels()[0]:  # a run shorter than one logging interval has no loss to label
             ax.legend(fontsize=8)
     return save_figure(fig, path, title)
+
+
+def chain_learning_curves(runs: Sequence[tuple[str, dict[str, Any]]]
+                          ) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]], int]:
+    """One learning curve for a run and the runs that continue it (`--init-from`), given in order as (name,
+    results.json): each run's stages and `LearningCurve` points shifted by the steps of the runs before it, so the
+    x axis counts optimiser steps from the first run's start. Returns `plot_learning_curve`'s stages, points and N."""
+    stages: list[tuple[str, dict[str, Any]]] = []
+    points: list[dict[str, Any]] = []
+    num_rounds = None
+    offset = 0
+    for name, summary in runs:
+        if not summary.get("learning_curve"):
+            raise ValueError(f"run {name}: its results.json has no learning_curve (a run with curve_every > 0)")
+        rounds = summary["config"]["num_rounds"]
+        if num_rounds is not None and rounds != num_rounds:
+            raise ValueError(f"run {name}: num_rounds {rounds}, but the runs before it have {num_rounds}; a chained "
+                             "curve plots one N")
+        num_rounds = rounds
+        points += [{**p, "step": offset + p["step"]} for p in summary["learning_curve"]]
+        for stage in ("stage1", "stage2"):
+            stages.append((f"{name} {stage[:-1]} {stage[-1]}", summary[stage]))
+            offset += summary[stage].get("steps", 0)
+    if num_rounds is None:
+        raise ValueError("no runs to chain")
+    return stages, points, num_rounds
 
 
 def write_results(records: Sequence[dict[str, Any]], path: str | Path, **extra: Any) -> Path:

@@ -36,7 +36,9 @@ CLUE_WEIGHTS: dict[str, int] = {
 }
 CLUE_TYPES: tuple[str, ...] = tuple(CLUE_WEIGHTS)
 SYMMETRIC_TYPES = frozenset({"=", "!=", "nbr"})
-MIN_SIZE, MAX_SIZE = 3, 6
+# 2 houses is no size of the paper's mixture (3..6); it is the first step of a curriculum. There every entity is at an
+# end and no house lies between two others, so `_ClueSampler` draws neither "ends" nor "inbetween".
+MIN_SIZE, MAX_SIZE = 2, 6
 CANVAS_ROWS = CANVAS_COLS = MAX_SIZE  # fixed 6 attributes x 6 houses canvas
 FILLER = "."
 # dataset kinds: the entity canvas (`canvas_position`) and Shah et al.'s house canvas (`house_canvas_position`)
@@ -473,7 +475,8 @@ class _ClueSampler:
 
     def sample(self, attempt: list[list[int | None]] | None) -> Clue:
         n, t, rng = self.n, self.table, self.rng
-        kind = CLUE_TYPES[_weighted(rng, list(CLUE_WEIGHTS.values()))]
+        weights = [0 if n < 3 and k in ("ends", "inbetween") else w for k, w in CLUE_WEIGHTS.items()]
+        kind = CLUE_TYPES[_weighted(rng, weights)]
         if kind == "ends":
             a = self.attr(nonzero=True)
             h = (0, n - 1)[int(rng.integers(2))]

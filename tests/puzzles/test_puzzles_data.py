@@ -232,9 +232,9 @@ REQUIRED = {
 @pytest.mark.parametrize(
     "command, flags, flag, allowed",
     [
-        ("make zebra", ["--houses", ""], "--houses", "integers in 3..6"),
-        ("make zebra", ["--houses", "x"], "--houses", "integers in 3..6"),
-        ("make zebra", ["--attributes", "3,7"], "--attributes", "integers in 3..6"),
+        ("make zebra", ["--houses", ""], "--houses", "integers in 2..6"),
+        ("make zebra", ["--houses", "x"], "--houses", "integers in 2..6"),
+        ("make zebra", ["--attributes", "3,7"], "--attributes", "integers in 2..6"),
         ("make sudoku", ["--n", "0"], "--n", "integer >= 1"),
         ("make sudoku", ["--n", "-5", "--test-size", "3"], "--n", "integer >= 1"),
         ("make sudoku", ["--test-size", "-1"], "--test-size", "integer >= 1"),

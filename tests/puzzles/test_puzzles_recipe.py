@@ -23,7 +23,14 @@ from puzzles.baselines import (
     solver_order_predictions,
     solver_triplets,
 )
-from puzzles.evaluation import fixes, format_table, plot_learning_curve, plot_results, run_method
+from puzzles.evaluation import (
+    chain_learning_curves,
+    fixes,
+    format_table,
+    plot_learning_curve,
+    plot_results,
+    run_method,
+)
 from puzzles.metrics import evaluate_predictions, givens
 from puzzles.recipe import (
     BudgetTrainer,
@@ -624,6 +631,40 @@ def test_results_plot_of_baselines_alone_has_one_panel_and_no_empty_legend(tmp_p
         alone = plot_results(baselines, tmp_path / "alone.png")
     both = plot_results([record("draft", 0, 16, 0.5), record("N=3", 3, 64, 0.9), *baselines], tmp_path / "both.png")
     assert Image.open(alone).size[0] < 0.6 * Image.open(both).size[0]
+
+
+def _run_summary(stage1_steps: int, stage2_steps: int, curve_steps: list[int], num_rounds: int = 3) -> dict:
+    def stage(steps):
+        return {"steps": steps, "loss_steps": list(range(10, steps + 1, 10)), "losses": [1.0] * (steps // 10)}
+
+    points = [{"step": s, "stage": "stage 1", "puzzles": 10, "solved_n0": 0.1, "cell_accuracy_n0": 0.5,
+               f"solved_n{num_rounds}": 0.2, f"cell_accuracy_n{num_rounds}": 0.6} for s in curve_steps]
+    return {"config": {"num_rounds": num_rounds}, "stage1": stage(stage1_steps), "stage2": stage(stage2_steps),
+            "learning_curve": points}
+
+
+def test_chained_learning_curve_counts_steps_from_the_first_runs_start(tmp_path):
+    first, second = _run_summary(100, 20, [50, 120]), _run_summary(40, 0, [40])
+    stages, points, num_rounds = chain_learning_curves([("a", first), ("b", second)])
+    assert [p["step"] for p in points] == [50, 120, 160]  # b continues a after a's 100 + 20 steps
+    assert [name for name, _ in stages] == ["a stage 1", "a stage 2", "b stage 1", "b stage 2"]
+    assert num_rounds == 3
+    with pytest.raises(ValueError, match="run c: num_rounds 1, but the runs before it have 3"):
+        chain_learning_curves([("a", first), ("c", _run_summary(10, 0, [10], num_rounds=1))])
+    with pytest.raises(ValueError, match="run d: its results.json has no learning_curve"):
+        chain_learning_curves([("d", {**first, "learning_curve": []})])
+
+    for name, summary in (("a", first), ("b", second)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(summary))
+    png = tmp_path / "curve.png"
+    assert cli.main(["puzzles", "curve", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
+                     "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.partial"))
+    with pytest.raises(SystemExit, match="--run .*missing: no results.json there"):
+        cli.main(["puzzles", "curve", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples" / "configs").glob("*.json")), ids=lambda p: p.name)

@@ -7,7 +7,7 @@ import pytest
 from puzzles import zebra as Z
 
 
-@pytest.mark.parametrize("n,m", [(3, 3), (3, 4), (4, 3), (4, 4)])
+@pytest.mark.parametrize("n,m", [(2, 3), (3, 2), (3, 3), (3, 4), (4, 3), (4, 4)])
 def test_generated_zebra_unique_and_fill_order_complete(n: int, m: int) -> None:
     for i in range(8):
         p = Z.generate_one(n, m, seed=0, index=i)
@@ -113,8 +113,15 @@ def test_canvas_cell_of_an_entity_holds_its_house() -> None:
     assert Z.canvas_to_table(far, 3, 2)[1] == [2, None, 1]
 
 
+def test_two_house_puzzles_draw_only_clues_that_can_hold_there() -> None:
+    # With two houses every entity is at an end and none lies between two others: such clues would say nothing
+    # ("ends") or never be drawable ("inbetween"), so the sampler must not draw them.
+    kinds = {c.kind for i in range(60) for c in Z.generate_one(2, 3, seed=0, index=i).clues}
+    assert kinds == set(Z.CLUE_TYPES) - {"ends", "inbetween"}
+
+
 def test_rejects_unsupported_sizes() -> None:
-    with pytest.raises(ValueError):
-        Z.generate_one(2, 3, seed=0, index=0)
+    with pytest.raises(ValueError, match=r"2\.\.6, got 1x3"):
+        Z.generate_one(1, 3, seed=0, index=0)
     with pytest.raises(ValueError):
         Z.generate_zebra([(7, 3)], 1, seed=0)
