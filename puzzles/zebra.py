@@ -440,7 +440,7 @@ def _weighted(rng: np.random.Generator, weights: Sequence[float]) -> int:
         x -= w
         if x < 0:
             return i
-    return len(weights) - 1
+    return max(i for i, w in enumerate(weights) if w > 0)  # rounding: never a choice of weight 0
 
 
 class _ClueSampler:
