@@ -170,9 +170,10 @@ def chain_learning_curves(runs: Sequence[tuple[str, dict[str, Any]]]
                              "curve plots one N")
         num_rounds = rounds
         points += [{**p, "step": offset + p["step"]} for p in summary["learning_curve"]]
-        for stage in ("stage1", "stage2"):
-            stages.append((f"{name} {stage[:-1]} {stage[-1]}", summary[stage]))
-            offset += summary[stage].get("steps", 0)
+        for key, label in (("stage1", "stage 1"), ("stage2", "stage 2")):
+            stage = summary.get(key, {})
+            stages.append((f"{name} {label}", stage))
+            offset += stage.get("steps", 0)
     if num_rounds is None:
         raise ValueError("no runs to chain")
     return stages, points, num_rounds
