@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from puzzles.files import write_text_atomic
+from puzzles.files import staged_file, write_text_atomic
 from puzzles.metrics import evaluate_predictions, is_solved
 
 Method = Callable[[list[dict[str, Any]]], tuple[list[list[str]], int]]
@@ -66,22 +66,17 @@ def format_table(records: Sequence[dict[str, Any]], draft_name: str | None = Non
 
 
 def save_figure(fig, path: str | Path, title: str = "") -> Path:
-    """Title, lay out and write `fig` as a PNG at `path` (parents created; written beside it, then moved into place),
-    then free it."""
+    """Title, lay out and write `fig` as a PNG at `path` (parents created, `staged_file`), then free it."""
     import matplotlib.pyplot as plt
 
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        fig.savefig(partial, dpi=120, format="png")
-        partial.replace(path)
+        with staged_file(path) as staged:
+            fig.savefig(staged, dpi=120, format="png")
     finally:
-        partial.unlink(missing_ok=True)
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_results(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:

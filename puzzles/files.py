@@ -34,11 +34,22 @@ def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """`path.write_text(text)`, but through a file beside it that replaces `path` only once complete."""
+@contextlib.contextmanager
+def staged_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a path beside `path` (parents created) to write the file to; when the block succeeds it replaces `path`,
+    when it fails it is removed and any previous `path` is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.partial")
-    staged.write_text(text, encoding="utf-8")
-    os.replace(staged, path)
-    return path
+    try:
+        yield staged
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """`path.write_text(text)`, but through a file beside it that replaces `path` only once complete."""
+    with staged_file(path) as staged:
+        staged.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -36,8 +36,8 @@ CLUE_WEIGHTS: dict[str, int] = {
 }
 CLUE_TYPES: tuple[str, ...] = tuple(CLUE_WEIGHTS)
 SYMMETRIC_TYPES = frozenset({"=", "!=", "nbr"})
-# 2 houses is no size of the paper's mixture (3..6); it is the first step of a curriculum. There every entity is at an
-# end and no house lies between two others, so `_ClueSampler` draws neither "ends" nor "inbetween".
+# 2 (houses or attributes) is no size of the paper's mixture (3..6) but a curriculum's first step; with 2 houses
+# `_ClueSampler` draws neither "ends" nor "inbetween".
 MIN_SIZE, MAX_SIZE = 2, 6
 CANVAS_ROWS = CANVAS_COLS = MAX_SIZE  # fixed 6 attributes x 6 houses canvas
 FILLER = "."
@@ -449,6 +449,8 @@ class _ClueSampler:
     def __init__(self, n: int, m: int, table: list[list[int]], rng: np.random.Generator) -> None:
         self.n, self.m, self.table, self.rng = n, m, table, rng
         self.uses = [0] * (m + 1)
+        # With 2 houses every entity is at an end and none lies between two others.
+        self.kind_weights = [0 if n < 3 and k in ("ends", "inbetween") else w for k, w in CLUE_WEIGHTS.items()]
 
     def attr(self, nonzero: bool = False) -> int:
         # Less-used attributes are favoured; the position attribute is kept rare.
@@ -475,8 +477,7 @@ class _ClueSampler:
 
     def sample(self, attempt: list[list[int | None]] | None) -> Clue:
         n, t, rng = self.n, self.table, self.rng
-        weights = [0 if n < 3 and k in ("ends", "inbetween") else w for k, w in CLUE_WEIGHTS.items()]
-        kind = CLUE_TYPES[_weighted(rng, weights)]
+        kind = CLUE_TYPES[_weighted(rng, self.kind_weights)]
         if kind == "ends":
             a = self.attr(nonzero=True)
             h = (0, n - 1)[int(rng.integers(2))]
